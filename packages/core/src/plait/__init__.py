@@ -1,0 +1,89 @@
+"""plait: NumPyro-style effect-handler modelling on JAX, built from plugins.
+
+plait-core holds the primitives, the handler stack, the plugin hooks and the shared JAX
+kernels (:mod:`plait.kernels`). Handlers (:mod:`plait.handlers`), ``scan``
+(:mod:`plait.control_flow`), enumeration (:mod:`plait.enum`), networks (:mod:`plait.nn`)
+and inference (:mod:`plait.infer`) are separately installed plugins.
+"""
+
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
+
+from plait.__about__ import __version__ as __version__
+from plait._distribution import Distribution as Distribution
+from plait._distribution import as_distribution as as_distribution
+from plait._message import REEMITTED as REEMITTED
+from plait._message import InferDict as InferDict
+from plait._message import Message as Message
+from plait._message import MessageType as MessageType
+from plait._message import PlateFrame as PlateFrame
+from plait._message import Stash as Stash
+from plait._message import StashKey as StashKey
+from plait._message import Trace as Trace
+from plait._messenger import ControlFlowStep as ControlFlowStep
+from plait._messenger import Messenger as Messenger
+from plait._plate import plate as plate
+from plait._plate import plate_stack as plate_stack
+from plait._plugins import failed_plugins as failed_plugins
+from plait._plugins import plugins as plugins
+from plait._primitives import deterministic as deterministic
+from plait._primitives import factor as factor
+from plait._primitives import get_mask as get_mask
+from plait._primitives import mutable as mutable
+from plait._primitives import param as param
+from plait._primitives import prng_key as prng_key
+from plait._primitives import sample as sample
+from plait._primitives import subsample as subsample
+from plait._runtime import apply_stack as apply_stack
+from plait._runtime import current_stack as current_stack
+from plait._runtime import default_process_message as default_process_message
+from plait._unit import Unit as Unit
+from plait.errors import HandlerError as HandlerError
+from plait.errors import PlaitError as PlaitError
+from plait.errors import PluginLoadWarning as PluginLoadWarning
+from plait.errors import SiteError as SiteError
+from plait.errors import format_shapes as format_shapes
+from plait.hookspecs import PluginInfo as PluginInfo
+from plait.hookspecs import hookimpl as hookimpl
+from plait.hookspecs import hookspec as hookspec
+
+__all__ = [
+    "REEMITTED",
+    "HandlerError",
+    "ControlFlowStep",
+    "Distribution",
+    "InferDict",
+    "Message",
+    "MessageType",
+    "Messenger",
+    "PlaitError",
+    "PlateFrame",
+    "PluginInfo",
+    "PluginLoadWarning",
+    "SiteError",
+    "Stash",
+    "StashKey",
+    "Trace",
+    "Unit",
+    "__version__",
+    "apply_stack",
+    "as_distribution",
+    "current_stack",
+    "default_process_message",
+    "deterministic",
+    "factor",
+    "failed_plugins",
+    "format_shapes",
+    "get_mask",
+    "hookimpl",
+    "hookspec",
+    "mutable",
+    "param",
+    "plate",
+    "plate_stack",
+    "plugins",
+    "prng_key",
+    "sample",
+    "subsample",
+]

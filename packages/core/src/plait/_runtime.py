@@ -1,0 +1,87 @@
+"""The handler stack: the one place that holds it, applies it, and runs default actions."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from plait.errors import SiteError
+
+if TYPE_CHECKING:
+    from plait._message import Message
+    from plait._messenger import Messenger
+
+__all__ = ["apply_stack", "current_stack", "default_process_message"]
+
+_STACK: ContextVar[tuple[Messenger[Any, Any], ...]] = ContextVar("plait_stack", default=())
+
+
+def current_stack() -> tuple[Messenger[Any, Any], ...]:
+    """The active handlers, outermost first.
+
+    Example:
+        >>> from plait import current_stack
+        >>> current_stack()
+        ()
+    """
+    return _STACK.get()
+
+
+def default_process_message(msg: Message) -> None:
+    """Compute ``msg.value`` when no handler supplied it.
+
+    A ``sample`` site draws from its distribution with ``kwargs["rng_key"]``; any other
+    message calls ``msg.fn(*msg.args, **msg.kwargs)``.
+    """
+    if msg.value is not None:
+        return
+    if msg.type == "sample":
+        key = msg.kwargs.get("rng_key")
+        if key is None:
+            raise SiteError(
+                msg.name,
+                f"site '{msg.name}' needs a random key to draw a value: run the model under "
+                "plait.handlers.seed(model, rng_seed=0), pass rng_key=... to sample(), "
+                "or give the site a value (obs=..., substitute, condition).",
+            )
+        fn = msg.fn
+        sample_shape = msg.kwargs.get("sample_shape", ())
+        draw = getattr(fn, "sample_with_intermediates", None)
+        if draw is not None:
+            msg.value, msg.intermediates = draw(key, sample_shape)
+        else:
+            msg.value = fn.sample(key, sample_shape)
+    else:
+        msg.value = msg.fn(*msg.args, **msg.kwargs)
+
+
+def apply_stack(msg: Message) -> Message:
+    """Send ``msg`` through the active handlers and return it, with NumPyro's order.
+
+    1. ``process_message`` of each handler from the innermost (last entered) to the
+       outermost, stopping after the first handler that sets ``msg.stop``;
+    2. the default action (:func:`default_process_message`) if ``msg.value`` is unset;
+    3. ``postprocess_message`` of the handlers reached in step 1, from the outermost
+       reached one (the stopper, if any) back to the innermost.
+
+    ``msg.handled_by`` is set to the handlers reached in step 1, outermost first.
+
+    Example:
+        >>> from plait import Message, apply_stack
+        >>> apply_stack(Message(type="deterministic", name="d", value=1.0)).value
+        1.0
+    """
+    stack = _STACK.get()
+    n = len(stack)
+    start = n
+    for handler in reversed(stack):
+        start -= 1
+        handler.process_message(msg)
+        if msg.stop:
+            break
+    reached = stack[start:]
+    msg.handled_by = reached
+    default_process_message(msg)
+    for handler in reached:
+        handler.postprocess_message(msg)
+    return msg

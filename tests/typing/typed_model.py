@@ -1,0 +1,31 @@
+"""A typed user script: ``mypy --strict`` must accept it and see the real signatures."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+from jax import Array
+
+import plait
+from plait.handlers import condition, seed, substitute, trace
+
+
+def regression(x: Array, y: Array | None = None) -> Array:
+    w = plait.sample("w", dist.Normal(0.0, 1.0))
+    sigma = plait.param("sigma", jnp.ones(()))
+    with plait.plate("data", x.shape[0]):
+        return plait.sample("y", dist.Normal(w * x, sigma), obs=y)
+
+
+def run() -> float:
+    seeded = seed(regression, rng_seed=0)
+    out: Array = seeded(jnp.arange(3.0))
+    conditioned = condition(regression, data={"w": 1.0})
+    tr = trace(seed(conditioned, rng_seed=jax.random.key(1))).get_trace(jnp.arange(3.0))
+    site: plait.Message = tr["y"]
+    assert site.value is not None
+    sub = substitute(regression, data={"w": 2.0})
+    with seed(rng_seed=3):
+        sub(jnp.ones(2))
+    return float(out.sum())
