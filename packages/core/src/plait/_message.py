@@ -5,8 +5,7 @@ One typed definition, documented field by field, replaces NumPyro's ``dict[str, 
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypedDict, TypeVar
 
 if TYPE_CHECKING:
@@ -155,8 +154,13 @@ class Message:
 
     def copy(self) -> Message:
         """A shallow copy, as ``trace`` records (later in-place edits are not seen)."""
-        return copy.copy(self)
+        new = object.__new__(Message)
+        for name in _FIELDS:
+            object.__setattr__(new, name, getattr(self, name))
+        return new
 
+
+_FIELDS = tuple(f.name for f in fields(Message))
 
 REEMITTED: StashKey[bool] = StashKey()
 """Set on the sites a control-flow primitive sends again after its loop, stacked over time.

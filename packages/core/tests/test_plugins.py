@@ -1,0 +1,131 @@
+"""Plugin discovery through entry points, listing, failure isolation, distribution adapters."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpyro.distributions as dist
+import pytest
+
+import plait
+from plait import PluginInfo, hookimpl
+from plait import _plugins as plugins_module
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[importlib.metadata.EntryPoint]]:
+    """Discovery sees only the entry points the test puts in the returned list."""
+    fake: list[importlib.metadata.EntryPoint] = []
+
+    monkeypatch.setattr(plugins_module, "_entry_points", lambda: list(fake))
+    plugins_module.reset()
+    yield fake
+    plugins_module.reset()
+
+
+def _module(name: str, **attrs: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    sys.modules[name] = module
+    return module
+
+
+def _entry_point(name: str, module: str) -> importlib.metadata.EntryPoint:
+    return importlib.metadata.EntryPoint(name=name, value=module, group="plait")
+
+
+class Coin:
+    """A foreign 'distribution' that plait does not know."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+
+def test_entry_point_plugins_are_discovered_and_listed(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    @hookimpl
+    def plait_plugin_info() -> PluginInfo:
+        return PluginInfo("fake", "1.2.3", ("thing",), "plait-fake")
+
+    _module("plait_fake_plugin", plait_plugin_info=plait_plugin_info)
+    fresh_plugins.append(_entry_point("fake", "plait_fake_plugin"))
+    infos = {info.name: info for info in plait.plugins()}
+    assert infos["fake"] == PluginInfo("fake", "1.2.3", ("thing",), "plait-fake")
+    assert infos["core"].version == plait.__version__
+    assert plait.plugins()[0].name == "core"
+
+
+def test_broken_plugin_warns_once_and_the_rest_keeps_working(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    @hookimpl
+    def plait_plugin_info() -> PluginInfo:
+        return PluginInfo("good", "0.1", ("ok",))
+
+    _module("plait_good_plugin", plait_plugin_info=plait_plugin_info)
+    fresh_plugins.append(_entry_point("broken", "plait_module_that_does_not_exist"))
+    fresh_plugins.append(_entry_point("good", "plait_good_plugin"))
+    with pytest.warns(plait.PluginLoadWarning) as caught:
+        names = [info.name for info in plait.plugins()]
+    assert len(caught) == 1
+    assert re.search(
+        r"plait: plugin 'broken' failed to load: ModuleNotFoundError: .*continuing without it",
+        str(caught[0].message),
+    )
+    assert names == ["core", "good"]
+    assert "broken" in plait.failed_plugins()
+    assert plait.sample("x", dist.Normal(0.0, 1.0), obs=1.0) == 1.0
+
+
+def test_import_plait_loads_no_entry_point(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    assert plugins_module._manager is None
+    plait.sample("x", dist.Normal(0.0, 1.0), obs=1.0)
+    assert plugins_module._manager is None
+
+
+def test_adapter_plugin_turns_a_foreign_object_into_a_distribution(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    @hookimpl
+    def plait_adapt_distribution(fn: object) -> Any:
+        return dist.Bernoulli(probs=fn.p) if isinstance(fn, Coin) else None
+
+    _module("plait_coin_plugin", plait_adapt_distribution=plait_adapt_distribution)
+    fresh_plugins.append(_entry_point("coin", "plait_coin_plugin"))
+    draw = plait.sample("flip", Coin(0.3), rng_key=jax.random.key(0))
+    assert draw == dist.Bernoulli(probs=0.3).sample(jax.random.key(0))
+
+
+def test_foreign_object_no_plugin_adapts_is_an_error_naming_site_and_type(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    with pytest.raises(plait.SiteError) as error:
+        plait.sample("flip", Coin(0.5), obs=1)
+    message = str(error.value)
+    assert "site 'flip'" in message
+    assert "test_plugins.Coin" in message
+    assert "plait_adapt_distribution" in message
+    assert error.value.site == "flip"
+
+
+def test_hand_registered_plugin_answers_hooks(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    class Mine:
+        @hookimpl
+        def plait_plugin_info(self) -> PluginInfo:
+            return PluginInfo("mine", "9", ("x",))
+
+    plugins_module.register(Mine(), name="mine")
+    assert "mine" in [info.name for info in plait.plugins()]
+    plugins_module.unregister("mine")
+    assert "mine" not in [info.name for info in plait.plugins()]
