@@ -90,7 +90,9 @@ def import_time(statement: str, repeat: int) -> float:
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
     times = []
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         times.append(float(out.stdout))
     return statistics.median(times)
 
@@ -116,12 +118,18 @@ def main() -> None:
 
     plugins = ", ".join(f"import plait.{name}" for name in _installed_plugins())
     jax_alone = import_time("import jax, jax.numpy", args.repeat)
-    with_plait = import_time(f"import jax, jax.numpy, plait{', ' if plugins else ''}{plugins}"
-                             .replace(", import ", "; import "), args.repeat)
+    with_plait = import_time(
+        f"import jax, jax.numpy, plait{', ' if plugins else ''}{plugins}".replace(
+            ", import ", "; import "
+        ),
+        args.repeat,
+    )
     print("\nimport time, seconds (median of fresh interpreters)")
     print(f"import jax           {jax_alone:.3f}")
-    print(f"+ plait and plugins  {with_plait:.3f}   (adds {with_plait - jax_alone:+.3f} s; "
-          f"plugins: {', '.join(_installed_plugins()) or 'none'})")
+    print(
+        f"+ plait and plugins  {with_plait:.3f}   (adds {with_plait - jax_alone:+.3f} s; "
+        f"plugins: {', '.join(_installed_plugins()) or 'none'})"
+    )
 
 
 def _installed_plugins() -> list[str]:

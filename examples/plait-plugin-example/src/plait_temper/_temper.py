@@ -34,5 +34,3 @@ class temper(Messenger[P, R]):
         if msg.is_observed:
             factor = 1.0 / self.temperature
             msg.scale = factor if msg.scale is None else msg.scale * factor
-
-
