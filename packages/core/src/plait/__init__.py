@@ -38,6 +38,7 @@ from plait._primitives import subsample as subsample
 from plait._runtime import apply_stack as apply_stack
 from plait._runtime import current_stack as current_stack
 from plait._runtime import default_process_message as default_process_message
+from plait._runtime import isolated_stack as isolated_stack
 from plait._unit import Unit as Unit
 from plait.errors import HandlerError as HandlerError
 from plait.errors import PlaitError as PlaitError
@@ -76,6 +77,7 @@ __all__ = [
     "failed_plugins",
     "format_shapes",
     "get_mask",
+    "isolated_stack",
     "hookimpl",
     "hookspec",
     "mutable",

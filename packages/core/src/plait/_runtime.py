@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +13,7 @@ if TYPE_CHECKING:
     from plait._message import Message
     from plait._messenger import Messenger
 
-__all__ = ["apply_stack", "current_stack", "default_process_message"]
+__all__ = ["apply_stack", "current_stack", "default_process_message", "isolated_stack"]
 
 _STACK: ContextVar[tuple[Messenger[Any, Any], ...]] = ContextVar("plait_stack", default=())
 
@@ -25,6 +27,33 @@ def current_stack() -> tuple[Messenger[Any, Any], ...]:
         ()
     """
     return _STACK.get()
+
+
+@contextmanager
+def isolated_stack(without: Collection[Messenger[Any, Any]] | None = None) -> Iterator[None]:
+    """Run a block with the handlers in ``without`` taken off the active stack, or with an
+    empty stack when ``without`` is ``None``; the stack is restored afterwards.
+
+    For plugins that run model code out of line (a loop body traced by ``scan``), or that
+    send sites again past handlers that already acted on them.
+
+    Example:
+        >>> from plait import current_stack, isolated_stack
+        >>> from plait.handlers import trace
+        >>> with trace(), isolated_stack():
+        ...     current_stack()
+        ()
+    """
+    stack = _STACK.get()
+    if without is None:
+        kept: tuple[Messenger[Any, Any], ...] = ()
+    else:
+        kept = tuple(h for h in stack if not any(h is w for w in without))
+    token = _STACK.set(kept)
+    try:
+        yield
+    finally:
+        _STACK.reset(token)
 
 
 def default_process_message(msg: Message) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import REEMITTED, ControlFlowStep, Message, Messenger, Trace
+from plait import REEMITTED, ControlFlowStep, InferDict, Message, Messenger, Trace
 from plait.errors import SiteError
 
 __all__ = ["replay"]
@@ -75,15 +75,38 @@ class replay(Messenger[P, R]):
         msg.value = recorded.value
 
     def for_control_flow(self, step: ControlFlowStep) -> Messenger[Any, Any]:
-        outer = self
+        def lookup(msg: Message) -> tuple[Any, InferDict] | None:
+            recorded = self._recorded(msg, step.site_name(msg))
+            if recorded is None:
+                return None
+            value = step.select(msg, recorded.value)
+            return None if value is None else (value, recorded.infer)
 
-        class _replay_step(Messenger[..., Any]):
-            def process_sample(self, msg: Message) -> None:
-                recorded = outer._recorded(msg, step.site_name(msg))
-                if recorded is not None:
-                    value = step.select(msg, recorded.value)
-                    if value is not None:
-                        msg.value = value
-                        msg.infer = recorded.infer.copy()
+        return _replay_step(lookup)
 
-        return _replay_step()
+
+class _replay_step(Messenger[..., Any]):
+    """``replay`` inside a loop body: this step's slice of the recorded values. Nests, so
+    the body of a loop inside the loop is replayed too."""
+
+    def __init__(self, lookup: Callable[[Message], tuple[Any, InferDict] | None]) -> None:
+        self.lookup = lookup
+        super().__init__()
+
+    def process_sample(self, msg: Message) -> None:
+        if msg.stash.get(REEMITTED):
+            return
+        found = self.lookup(msg)
+        if found is not None:
+            msg.value = found[0]
+            msg.infer = found[1].copy()
+
+    def for_control_flow(self, step: ControlFlowStep) -> Messenger[Any, Any]:
+        def lookup(msg: Message) -> tuple[Any, InferDict] | None:
+            found = self.lookup(msg)
+            if found is None:
+                return None
+            value = step.select(msg, found[0])
+            return None if value is None else (value, found[1])
+
+        return _replay_step(lookup)
