@@ -1,0 +1,400 @@
+"""From a model to what a sampler needs: latents, potential, valid initial values.
+
+``initialize_model`` traces the model once with an init strategy (the *prototype*), reads
+its continuous latents and their ``biject_to(support)`` transforms, its params and its
+enumerated sites, builds the potential energy on the unconstrained space and searches for
+a finite initial point (up to 100 tries, each with a fresh key).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax, random
+from jax.flatten_util import ravel_pytree
+from numpyro.distributions.transforms import Transform
+
+from plait import Message, Messenger, Trace
+from plait.errors import PlaitError, SiteError
+from plait.handlers import seed, substitute, trace
+from plait.infer._init import InitStrategy, init_to_uniform
+from plait.infer._log_density import potential_energy, site_log_prob, site_transform, unconstrained
+
+__all__ = [
+    "MAX_INIT_TRIES",
+    "ModelInfo",
+    "ModelSpec",
+    "ParamInfo",
+    "find_valid_initial_params",
+    "initialize_model",
+    "inspect_model",
+    "prototype_trace",
+]
+
+MAX_INIT_TRIES = 100
+
+
+class ParamInfo(NamedTuple):
+    """A starting point: unconstrained latents ``z``, the potential there and its gradient."""
+
+    z: dict[str, Array]
+    potential_energy: Array
+    z_grad: dict[str, Array]
+
+
+class ModelInfo(NamedTuple):
+    """What :func:`initialize_model` returns (NumPyro's fields)."""
+
+    param_info: ParamInfo
+    potential_fn: Callable[..., Any]
+    postprocess_fn: Callable[..., Any]
+    model_trace: Trace
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The latent structure of a model, read from its prototype trace.
+
+    Fields:
+        names: the continuous latent sample sites, in trace order.
+        transforms: ``biject_to(support)`` of each, unconstrained to constrained.
+        params: values of the ``param`` and ``mutable`` sites (held fixed).
+        enumerated: discrete latent sites that are summed out by enumeration.
+        deterministic: the deterministic sites.
+        observed: values of the observed sample sites (for ArviZ).
+        shapes: the shape of each continuous latent on the unconstrained space.
+    """
+
+    names: tuple[str, ...]
+    transforms: dict[str, Transform]
+    params: dict[str, Any]
+    enumerated: tuple[str, ...] = ()
+    deterministic: tuple[str, ...] = ()
+    observed: dict[str, Any] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+class _default_prng_key(Messenger[..., Any]):
+    """Give ``prng_key()`` calls a fixed key inside a potential (NumPyro does the same)."""
+
+    def process_prng_key(self, msg: Message) -> None:
+        if msg.value is None and msg.kwargs.get("rng_key") is None:
+            msg.value = random.key(0)
+
+
+def prototype_trace(
+    rng_key: Array,
+    model: Callable[..., Any],
+    init_strategy: InitStrategy,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+) -> Trace:
+    """The trace of ``model`` with its latents drawn by ``init_strategy``."""
+    init_model = substitute(seed(model, rng_key), substitute_fn=init_strategy)
+    return trace(init_model).get_trace(*model_args, **model_kwargs)
+
+
+def _is_delta(fn: Any) -> bool:
+    while fn is not None:
+        if type(fn).__name__ == "Delta":
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+def inspect_model(tr: Trace, *, algorithm: str = "this algorithm") -> ModelSpec:
+    """The :class:`ModelSpec` of a prototype trace; errors for latents it cannot handle.
+
+    Raises:
+        SiteError: a discrete latent that is not marked for enumeration or cannot be
+            enumerated, a latent ``Delta`` site, or a support with no bijection.
+    """
+    names: list[str] = []
+    transforms: dict[str, Transform] = {}
+    params: dict[str, Any] = {}
+    enumerated: list[str] = []
+    deterministic: list[str] = []
+    observed: dict[str, Any] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, site in tr.items():
+        if site.type == "sample" and site.is_observed:
+            if not site.infer.get("is_auxiliary"):
+                observed[name] = site.value
+        elif site.type == "sample":
+            support = getattr(site.fn, "support", None)
+            if support is not None and support.is_discrete:
+                _check_enumerable(name, site, algorithm)
+                enumerated.append(name)
+            elif _is_delta(site.fn):
+                raise SiteError(
+                    name,
+                    f"latent site '{name}' has a Delta distribution; {algorithm} cannot sample "
+                    f"it. Record the value with plait.deterministic('{name}', value) instead.",
+                )
+            else:
+                names.append(name)
+                transforms[name] = site_transform(site)
+                shapes[name] = tuple(jnp.shape(transforms[name].inv(site.value)))
+        elif site.type in ("param", "mutable"):
+            params[name] = site.value
+        elif site.type == "deterministic":
+            deterministic.append(name)
+    return ModelSpec(
+        tuple(names),
+        transforms,
+        params,
+        tuple(enumerated),
+        tuple(deterministic),
+        observed,
+        shapes,
+    )
+
+
+def _check_enumerable(name: str, site: Message, algorithm: str) -> None:
+    kind = type(site.fn).__name__
+    if not getattr(site.fn, "has_enumerate_support", False):
+        raise SiteError(
+            name,
+            f"site '{name}' is a discrete latent ({kind}) that cannot be enumerated (its "
+            f"support is not finite), and {algorithm} samples continuous latents only. "
+            "Marginalise it by hand (plait.factor with its summed-out log density), "
+            "observe it, or replace it with a continuous relaxation.",
+        )
+    if site.infer.get("enumerate") != "parallel":
+        raise SiteError(
+            name,
+            f"site '{name}' is a discrete latent ({kind}) and {algorithm} samples continuous "
+            "latents only. Sum it out by enumeration: sample(..., infer={'enumerate': "
+            "'parallel'}) or plait.enum.config_enumerate(model) (needs plait-enum).",
+        )
+
+
+def make_potential(
+    model: Callable[..., Any], spec: ModelSpec
+) -> Callable[[Mapping[str, Any], tuple[Any, ...], Mapping[str, Any]], Array]:
+    """``potential(z, args, kwargs)``: minus the log density at unconstrained ``z``."""
+    prepared = _default_prng_key(substitute(model, data=spec.params) if spec.params else model)
+
+    def potential(z: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Array:
+        return potential_energy(prepared, args, kwargs, z)
+
+    return potential
+
+
+def make_postprocess(
+    model: Callable[..., Any], spec: ModelSpec
+) -> Callable[[Mapping[str, Any], tuple[Any, ...], Mapping[str, Any]], dict[str, Array]]:
+    """``postprocess(z, args, kwargs)``: constrained latents and deterministic sites.
+
+    Discrete enumerated sites are not returned (draw them with ``Predictive(...,
+    infer_discrete=True)``); they are drawn from their prior to run the model.
+    """
+    prepared = seed(substitute(model, data=spec.params) if spec.params else model, 0)
+    keep = spec.names + spec.deterministic
+
+    def postprocess(
+        z: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> dict[str, Array]:
+        replayed = unconstrained(prepared, params=z, log_det=False)
+        tr = trace(replayed).get_trace(*args, **kwargs)
+        return {name: tr[name].value for name in keep if name in tr}
+
+    return postprocess
+
+
+def find_valid_initial_params(
+    rng_key: Array,
+    model: Callable[..., Any],
+    spec: ModelSpec,
+    *,
+    init_strategy: InitStrategy = init_to_uniform,
+    model_args: tuple[Any, ...] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    validate_grad: bool = True,
+) -> tuple[ParamInfo, Array]:
+    """An unconstrained starting point with a finite potential (and gradient).
+
+    Tries ``init_strategy`` with fresh keys, up to :data:`MAX_INIT_TRIES` times, inside a
+    ``lax.while_loop`` (so it works under ``jit`` and ``vmap``). Returns the last point
+    tried and whether it is valid.
+    """
+    kwargs = {} if model_kwargs is None else dict(model_kwargs)
+    potential = make_potential(model, spec)
+    init_model = substitute(model, data=spec.params) if spec.params else model
+
+    def attempt(key: Array) -> tuple[ParamInfo, Array]:
+        tr = prototype_trace(key, init_model, init_strategy, model_args, kwargs)
+        z = {name: spec.transforms[name].inv(tr[name].value) for name in spec.names}
+        if validate_grad:
+            pe, grad = jax.value_and_grad(potential)(z, model_args, kwargs)
+            flat, _ = ravel_pytree(grad)
+            ok = jnp.isfinite(pe) & jnp.all(jnp.isfinite(flat))
+        else:
+            pe = potential(z, model_args, kwargs)
+            grad = jax.tree_util.tree_map(jnp.zeros_like, z)
+            ok = jnp.isfinite(pe)
+        return ParamInfo(z, pe, grad), ok
+
+    def body(state: tuple[Array, Array, ParamInfo, Array]) -> tuple[Any, ...]:
+        i, key, _, _ = state
+        key, sub = random.split(key)
+        info, ok = attempt(sub)
+        return i + 1, key, info, ok
+
+    def cond(state: tuple[Array, Array, ParamInfo, Array]) -> Array:
+        return (state[0] < MAX_INIT_TRIES) & ~state[3]
+
+    shapes = jax.eval_shape(attempt, rng_key)
+    blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    start = (jnp.asarray(0), rng_key, blank[0], jnp.asarray(False))
+    _, _, info, ok = lax.while_loop(cond, body, start)
+    return info, ok
+
+
+def raise_invalid_init(
+    model: Callable[..., Any],
+    spec: ModelSpec,
+    info: ParamInfo,
+    valid: Any,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+) -> None:
+    """Raise a clear error naming the sites with a non-finite log density, if any chain
+    found no valid start."""
+    valid = np.asarray(valid)
+    if valid.all():
+        return
+    chain = int(np.argmin(valid.reshape(-1)))
+    z = jax.tree_util.tree_map(
+        lambda v: jnp.reshape(v, (-1, *v.shape[valid.ndim :]))[chain], info.z
+    )
+    pe = float(np.asarray(info.potential_energy).reshape(-1)[chain])
+    prepared = seed(substitute(model, data=spec.params) if spec.params else model, 0)
+    with warnings.catch_warnings():
+        # numpyro warns about out-of-support values; the error below names the site.
+        warnings.simplefilter("ignore")
+        tr = trace(unconstrained(prepared, params=z)).get_trace(*model_args, **model_kwargs)
+        bad = [
+            name
+            for name, site in tr.items()
+            if site.type == "sample"
+            and not site.infer.get("enumerate")
+            and not bool(jnp.all(jnp.isfinite(site_log_prob(tr, name, site))))
+        ]
+    where = (
+        "non-finite log density at " + ", ".join(f"site '{b}'" for b in bad)
+        if bad
+        else "a non-finite gradient"
+    )
+    message = (
+        f"could not find a valid initial point in {MAX_INIT_TRIES} tries: the potential "
+        f"energy is {pe} at the last try, with {where}. Check that the observations lie in "
+        "the supports of their distributions and that the parameters are valid, or start "
+        "elsewhere with init_strategy=init_to_value(values={...})."
+    )
+    if len(bad) == 1:
+        raise SiteError(bad[0], message)
+    raise PlaitError(message)
+
+
+def _as_key(rng_key: Any) -> Array:
+    if isinstance(rng_key, int | np.integer):
+        return random.key(int(rng_key))
+    return rng_key  # type: ignore[no-any-return]
+
+
+def _is_batched_key(rng_key: Array) -> bool:
+    if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+        return rng_key.ndim > 0
+    return rng_key.ndim > 1
+
+
+def initialize_model(
+    rng_key: Array | int,
+    model: Callable[..., Any],
+    *,
+    init_strategy: InitStrategy = init_to_uniform,
+    dynamic_args: bool = False,
+    model_args: tuple[Any, ...] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    validate_grad: bool = True,
+) -> ModelInfo:
+    """Initial unconstrained latents, the potential energy and the postprocessing function.
+
+    Args:
+        rng_key: a key, or a batch of keys (one starting point each).
+        model: the model.
+        init_strategy: where to start (:func:`init_to_uniform`, :func:`init_to_median`,
+            :func:`init_to_value`, ...).
+        dynamic_args: if True, ``potential_fn(*args, **kwargs)`` and
+            ``postprocess_fn(*args, **kwargs)`` return the functions for those arguments.
+        model_args: the model's positional arguments.
+        model_kwargs: its keyword arguments.
+        validate_grad: also require a finite gradient at the starting point.
+
+    Returns:
+        ``ModelInfo(ParamInfo(z, potential_energy, z_grad), potential_fn, postprocess_fn,
+        model_trace)``: ``potential_fn(z)`` is minus the log density at unconstrained
+        ``z``; ``postprocess_fn(z)`` gives constrained latents and deterministic sites.
+
+    Raises:
+        SiteError: a latent site the sampler cannot handle, or no finite starting point
+            in 100 tries (the error names the site whose log density is not finite).
+
+    Example:
+        >>> import jax
+        >>> import numpyro.distributions as dist
+        >>> from plait import sample
+        >>> from plait.infer import initialize_model
+        >>> def model():
+        ...     sample("s", dist.Exponential(1.0))
+        >>> info = initialize_model(jax.random.key(0), model)
+        >>> z = info.param_info.z
+        >>> bool(info.postprocess_fn(z)["s"] == jax.numpy.exp(z["s"]))
+        True
+    """
+    key = _as_key(rng_key)
+    kwargs = {} if model_kwargs is None else dict(model_kwargs)
+    batched = _is_batched_key(key)
+    tr = prototype_trace(key[0] if batched else key, model, init_strategy, model_args, kwargs)
+    spec = inspect_model(tr)
+    potential = make_potential(model, spec)
+    postprocess = make_postprocess(model, spec)
+
+    def find(k: Array) -> tuple[ParamInfo, Array]:
+        return find_valid_initial_params(
+            k,
+            model,
+            spec,
+            init_strategy=init_strategy,
+            model_args=model_args,
+            model_kwargs=kwargs,
+            validate_grad=validate_grad,
+        )
+
+    info, valid = jax.vmap(find)(key) if batched else find(key)
+    raise_invalid_init(model, spec, info, valid, model_args, kwargs)
+
+    if dynamic_args:
+
+        def potential_fn(*args: Any, **kw: Any) -> Callable[[Mapping[str, Any]], Array]:
+            return lambda z: potential(z, args, kw)
+
+        def postprocess_fn(*args: Any, **kw: Any) -> Callable[[Mapping[str, Any]], Any]:
+            return lambda z: postprocess(z, args, kw)
+
+    else:
+
+        def potential_fn(z: Mapping[str, Any]) -> Array:  # type: ignore[misc]
+            return potential(z, model_args, kwargs)
+
+        def postprocess_fn(z: Mapping[str, Any]) -> Any:  # type: ignore[misc]
+            return postprocess(z, model_args, kwargs)
+
+    return ModelInfo(info, potential_fn, postprocess_fn, tr)
