@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from plait import REEMITTED, ControlFlowStep, Message, Messenger
-from plait.handlers._substitute import _one_source
+from plait.handlers._substitute import _lookup, _one_source
 
 __all__ = ["condition"]
 
@@ -56,10 +56,7 @@ class condition(Messenger[P, R]):
         super().__init__(fn)
 
     def _lookup(self, msg: Message, name: str | None) -> Any:
-        if self.data is not None:
-            return self.data.get(name) if name is not None else None
-        assert self.condition_fn is not None
-        return self.condition_fn(msg)
+        return _lookup(self.data, self.condition_fn, msg, name)
 
     def process_sample(self, msg: Message) -> None:
         if msg.stash.get(REEMITTED):

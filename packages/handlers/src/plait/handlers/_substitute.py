@@ -24,6 +24,19 @@ def _one_source(kind: str, data: object, fn: object) -> None:
         raise HandlerError(f"{kind}_fn must be callable, got {type(fn).__name__}.")
 
 
+def _lookup(
+    data: Mapping[str, Any] | None,
+    fn: Callable[[Message], Any] | None,
+    msg: Message,
+    name: str | None,
+) -> Any:
+    """The value ``data`` (by ``name``) or ``fn`` (of ``msg``) gives a site; ``None``: none."""
+    if data is not None:
+        return data.get(name) if name is not None else None
+    assert fn is not None
+    return fn(msg)
+
+
 class substitute(Messenger[P, R]):
     """Set the value of ``sample``, ``param``, ``mutable``, ``plate`` and
     ``deterministic`` sites by name (``data``) or by a function of the message
@@ -68,10 +81,7 @@ class substitute(Messenger[P, R]):
         super().__init__(fn)
 
     def _lookup(self, msg: Message, name: str | None) -> Any:
-        if self.data is not None:
-            return self.data.get(name) if name is not None else None
-        assert self.substitute_fn is not None
-        return self.substitute_fn(msg)
+        return _lookup(self.data, self.substitute_fn, msg, name)
 
     def process_message(self, msg: Message) -> None:
         if msg.type not in _SUBSTITUTED_TYPES or msg.stash.get(REEMITTED):
