@@ -1,0 +1,38 @@
+"""plait-enum's hook implementations (the ``plait`` entry point ``enum``).
+
+``plait_log_density`` answers for models with enumerated sites (summing them out) and
+returns ``None`` for the others, so plait-infer's plain sum answers; the decision is
+cached per model and argument structure (one probe run per model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from plait import PluginInfo, hookimpl
+
+if TYPE_CHECKING:
+    from jax import Array
+
+    from plait import Trace
+
+
+@hookimpl
+def plait_plugin_info() -> PluginInfo:
+    from plait.enum import __all__ as provided
+    from plait.enum.__about__ import __version__
+
+    return PluginInfo("enum", __version__, tuple(provided), "plait-enum")
+
+
+@hookimpl
+def plait_log_density(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> tuple[Array, Trace] | None:
+    from plait.enum._log_density import maybe_log_density
+
+    return maybe_log_density(model, model_args, model_kwargs, params)
