@@ -22,6 +22,7 @@ from plait.control_flow._cache import CacheInfo as CacheInfo
 from plait.control_flow._cache import cache_clear as _cache_clear
 from plait.control_flow._cache import cache_info as _cache_info
 from plait.control_flow._cache import set_cache_enabled as _set_cache_enabled
+from plait.control_flow._forms import acts_inside as acts_inside
 from plait.control_flow._forms import body_forms as body_forms
 from plait.control_flow._scan import ScanResult as ScanResult
 from plait.control_flow._scan import scan as scan
@@ -31,8 +32,11 @@ from plait.control_flow._sites import split_trace as split_trace
 from plait.control_flow._sites import stacked_sites as stacked_sites
 from plait.control_flow._step import ScanContext as ScanContext
 from plait.control_flow._step import ScanStep as ScanStep
+from plait.control_flow._step import active_context as active_context
 
 __all__ = [
+    "acts_inside",
+    "active_context",
     "CacheInfo",
     "ScanContext",
     "ScanResult",

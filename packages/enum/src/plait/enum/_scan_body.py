@@ -83,7 +83,7 @@ class _detect(Messenger[..., Any]):
 
 def enclosing_loop() -> Any:
     """The loop body being traced now (for a loop nested in another one), or ``None``."""
-    from plait.control_flow._step import active_context
+    from plait.control_flow import active_context
 
     return active_context().get()
 

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 from jax import lax, random
 
 from plait import REEMITTED, Message, Messenger, Trace, apply_stack, isolated_stack
-from plait.control_flow import ScanContext, ScanResult, body_forms, run_step
-from plait.control_flow._forms import acts_inside
+from plait.control_flow import ScanContext, ScanResult, acts_inside, body_forms, run_step
 from plait.enum._contract import Plate
 from plait.enum._dims import DimState, Frame
 from plait.enum._factors import Factor

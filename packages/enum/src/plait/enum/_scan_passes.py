@@ -20,7 +20,7 @@ from jax import Array, lax
 from jax.extend.core import jaxpr_as_fun
 
 from plait import Message
-from plait.control_flow._sites import split_trace
+from plait.control_flow import split_trace
 from plait.enum._deps import dependencies, depends_on
 from plait.enum._enum import ENUM_DIM
 from plait.enum._problem import site_log_prob, site_scale

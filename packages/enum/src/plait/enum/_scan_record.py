@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from plait import Message, Trace
-from plait.control_flow._sites import stacked_sites
+from plait.control_flow import stacked_sites
 from plait.enum._contract import Plate
 from plait.enum._enum import DIM_NAMES, ENUM_DIM
 from plait.enum._problem import name_axes, to_factor
