@@ -4,6 +4,7 @@ Pure functions of arrays, compiled under the caller's ``jax.jit``. Strategies an
 other options are static keyword arguments. See ``README.md`` in this folder.
 """
 
+from plait.kernels._backward import shared_backward as shared_backward
 from plait.kernels._chain import auto_strategy as auto_strategy
 from plait.kernels._chain import chain_filter as chain_filter
 from plait.kernels._chain import chain_logsumexp as chain_logsumexp
@@ -40,4 +41,5 @@ __all__ = [
     "logsumexp_einsum",
     "max_einsum",
     "max_matmul",
+    "shared_backward",
 ]

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from plait.enum._backward import shared_backward
 from plait.enum._contract import Contraction, Plate, backward, contract
 from plait.enum._factors import Factor, align, select, total
 from plait.enum._scan_enum import ScanRecord
@@ -34,6 +33,7 @@ from plait.kernels import (
     chain_max,
     chain_mode,
     chain_sample,
+    shared_backward,
 )
 
 __all__ = ["Chain", "chain_factors"]

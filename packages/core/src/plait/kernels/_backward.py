@@ -7,10 +7,10 @@ after subtracting stop-gradient maxima (``exp(A) = diag(r) P`` with ``P``'s rows
 at most 1), and each step is one matrix-vector product and a sum. The per-step log
 normalisers are summed outside the loop (pairwise, by ``jnp.sum``).
 
-``plait.kernels`` keeps its carry in log space, which costs an ``exp`` and a ``log`` per
-state per step; at a handful of states that is a third of the step. This is the one case
-plait-enum contracts itself (log semiring, transition shared over time, sequential
-strategy); every other one goes to ``plait.kernels``.
+The general chain kernels (:func:`chain_logsumexp`) keep their carry in log space, which
+costs an ``exp`` and a ``log`` per state per step; at a handful of states that is a third of
+the step. plait-enum's enumerated ``scan`` uses this form for a transition shared over time
+under the sequential strategy, and :func:`chain_logsumexp` for every other case.
 """
 
 import jax.numpy as jnp
@@ -49,6 +49,7 @@ def shared_backward(
 
     Example:
         >>> import jax.numpy as jnp
+        >>> from plait.kernels import shared_backward
         >>> a = jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]]))
         >>> e = jnp.zeros((5, 2))
         >>> jnp.round(jnp.exp(shared_backward(a, e)), 5)  # rows of a stochastic matrix
