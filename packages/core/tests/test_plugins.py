@@ -129,3 +129,26 @@ def test_hand_registered_plugin_answers_hooks(
     assert "mine" in [info.name for info in plait.plugins()]
     plugins_module.unregister("mine")
     assert "mine" not in [info.name for info in plait.plugins()]
+
+
+def test_plugin_can_add_hook_specs_that_other_plugins_implement(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    class Specs:
+        @plait.hookspec(firstresult=True)
+        def plait_greeting(self) -> str:  # type: ignore[empty-body]
+            """A hook a plugin declares for other plugins."""
+
+    @hookimpl
+    def plait_addhooks(pluginmanager: Any) -> None:
+        pluginmanager.add_hookspecs(Specs)
+
+    @hookimpl
+    def plait_greeting() -> str:
+        return "hello"
+
+    _module("plait_spec_plugin", plait_addhooks=plait_addhooks)
+    _module("plait_impl_plugin", plait_greeting=plait_greeting)
+    fresh_plugins.append(_entry_point("spec", "plait_spec_plugin"))
+    fresh_plugins.append(_entry_point("impl", "plait_impl_plugin"))
+    assert plugins_module.plugin_manager().hook.plait_greeting() == "hello"

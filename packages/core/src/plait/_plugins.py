@@ -44,6 +44,8 @@ def _new_manager() -> pluggy.PluginManager:
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    # Historic: every plugin registered from now on is offered the manager to add hooks.
+    pm.hook.plait_addhooks.call_historic(kwargs={"pluginmanager": pm})
     pm.register(_builtin, name="core")
     return pm
 

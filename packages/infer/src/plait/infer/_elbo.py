@@ -78,10 +78,27 @@ class ELBO:
         guide_log_density, guide_trace = sum_log_density(
             seed(guide, guide_key), args, kwargs, param_map, enumeration_hint=GUIDE_ENUM_HINT
         )
+        _check_reparameterised(guide_trace)
         replayed = replay(seed(model, model_key), trace=guide_trace)
         checked = _guide_covers(replayed, guide_trace=guide_trace)
         model_log_density, _ = self._model_log_density(checked, args, kwargs, param_map)
         return model_log_density - guide_log_density
+
+
+def _check_reparameterised(guide_trace: Trace) -> None:
+    """The ELBO's gradient is a pathwise one: a guide site without a reparameterised
+    sampler (a discrete one, say) would give silently wrong gradients, so it is refused."""
+    for name, site in guide_trace.items():
+        if site.type != "sample" or site.is_observed:
+            continue
+        if not getattr(site.fn, "has_rsample", True):
+            raise SiteError(
+                name,
+                f"guide site '{name}' samples from {type(site.fn).__name__}, which has no "
+                "reparameterised sampler, so the ELBO gradient through it would be wrong. "
+                "Sum the variable out in the model instead (infer={'enumerate': 'parallel'} "
+                "with TraceEnum_ELBO) and leave it out of the guide.",
+            )
 
 
 class _guide_covers(Messenger[..., Any]):

@@ -119,7 +119,7 @@ class SVI:
         given = dict(init_params or {})
         params: dict[str, Array] = {}
         transforms: dict[str, Transform] = {}
-        for tr in (model_trace, guide_trace):
+        for tr in (guide_trace, model_trace):  # the model's init wins, as in NumPyro
             params.update(_unconstrained_params(tr, given, transforms))
         self._transforms = transforms
         return SVIState(params, self.optimizer.init(params), key)
@@ -213,11 +213,10 @@ class SVI:
             init_params: constrained initial values for some params.
             **kwargs: their keyword arguments.
         """
-        state = (
-            init_state
-            if init_state is not None
-            else self.init(rng_key, *args, init_params=init_params, **kwargs)
-        )
+        if init_state is None or not self._transforms:
+            # Resuming on a fresh SVI still needs the params' transforms from one trace.
+            fresh = self.init(rng_key, *args, init_params=init_params, **kwargs)
+        state = fresh if init_state is None else init_state
         dynamic, static = split_args(args, kwargs)
         plan = chunk_plan(num_steps, progress_bar)
         losses: list[np.ndarray] = []
