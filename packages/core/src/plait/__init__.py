@@ -24,6 +24,7 @@ from plait._message import Trace as Trace
 from plait._messenger import ControlFlowStep as ControlFlowStep
 from plait._messenger import Messenger as Messenger
 from plait._plate import plate as plate
+from plait._plate import plate_batch_shape as plate_batch_shape
 from plait._plate import plate_stack as plate_stack
 from plait._plugins import failed_plugins as failed_plugins
 from plait._plugins import plugins as plugins
@@ -83,6 +84,7 @@ __all__ = [
     "mutable",
     "param",
     "plate",
+    "plate_batch_shape",
     "plate_stack",
     "plugins",
     "prng_key",

@@ -15,7 +15,32 @@ from plait._messenger import Messenger
 from plait._runtime import apply_stack
 from plait.errors import SiteError
 
-__all__ = ["plate", "plate_stack"]
+__all__ = ["plate", "plate_batch_shape", "plate_stack"]
+
+
+def plate_batch_shape(frames: Sequence[PlateFrame], dist_batch: tuple[int, ...]) -> tuple[int, ...]:
+    """The batch shape a site with distribution batch shape ``dist_batch`` (sample shape
+    included) gets inside the plates ``frames``.
+
+    Plate dims to the left of the distribution's batch are prepended; overlapping dims
+    broadcast; dims of the distribution left of every plate are kept.
+
+    Raises:
+        ValueError: ``dist_batch`` does not broadcast with the plates.
+
+    Example:
+        >>> from plait import PlateFrame, plate_batch_shape
+        >>> plate_batch_shape([PlateFrame("a", -1, 3), PlateFrame("b", -3, 2)], (4, 1))
+        (2, 4, 3)
+    """
+    if not frames:
+        return dist_batch
+    expected = [1] * max(-f.dim for f in frames)
+    for f in frames:
+        expected[f.dim] = f.size
+    overlap = max(len(expected) - len(dist_batch), 0)
+    trailing = lax.broadcast_shapes(tuple(expected[overlap:]), dist_batch)
+    return tuple(expected[:overlap]) + tuple(trailing)
 
 
 def _subsample_indices(size: int, subsample_size: int, rng_key: Array | None = None) -> Array:
@@ -139,26 +164,22 @@ class plate(Messenger[..., Any]):
     def process_sample(self, msg: Message) -> None:
         if not self._frame(msg):
             return
-        expected = [1] * max(-f.dim for f in msg.cond_indep_stack)
-        for f in msg.cond_indep_stack:
-            expected[f.dim] = f.size
         fn = msg.fn
         dist_batch = tuple(msg.kwargs.get("sample_shape", ())) + tuple(fn.batch_shape)
         if "sample_shape" in msg.kwargs:
             msg.kwargs["sample_shape"] = ()
-        overlap = max(len(expected) - len(dist_batch), 0)
         try:
-            trailing = lax.broadcast_shapes(tuple(expected[overlap:]), dist_batch)
+            batch_shape = plate_batch_shape(msg.cond_indep_stack, dist_batch)
         except ValueError:
+            expected = plate_batch_shape(msg.cond_indep_stack, ())
             raise SiteError(
                 msg.name,
                 f"site '{msg.name}' inside plate '{self.name}' (size {self.subsample_size}, "
                 f"dim {self.dim}) has batch shape {dist_batch}; expected a shape broadcastable "
-                f"to {tuple(expected)}. Give '{msg.name}' a batch shape that broadcasts with "
+                f"to {expected}. Give '{msg.name}' a batch shape that broadcasts with "
                 "the plates (size 1 or the plate size on each plate dim), or move it out of "
                 "the plate.",
             ) from None
-        batch_shape = tuple(expected[:overlap]) + tuple(trailing)
         if batch_shape != tuple(fn.batch_shape):
             msg.fn = fn.expand(batch_shape)
         self._scale(msg)

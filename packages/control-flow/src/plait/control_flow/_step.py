@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-from plait import Message, Messenger, PlateFrame, StashKey
+from plait import Message, Messenger, PlateFrame, StashKey, plate_batch_shape
 from plait.errors import SiteError
 
 __all__ = ["ScanContext", "ScanStep", "active_context", "mark_sites"]
@@ -230,18 +230,11 @@ def _expected_batch(msg: Message, frames: Sequence[PlateFrame]) -> tuple[int, ..
     fn = msg.fn
     dist_batch = tuple(msg.kwargs.get("sample_shape", ())) + tuple(fn.batch_shape)
     blocked = msg.infer.get("block_plates") or ()
-    sizes = {f.dim: f.size for f in (*msg.cond_indep_stack, *frames) if f.name not in blocked}
-    if not sizes:
-        return dist_batch
-    expected = [1] * max(-d for d in sizes)
-    for dim, size in sizes.items():
-        expected[dim] = size
-    overlap = max(len(expected) - len(dist_batch), 0)
+    unique = {f.dim: f for f in (*msg.cond_indep_stack, *frames) if f.name not in blocked}
     try:
-        trailing = lax.broadcast_shapes(tuple(expected[overlap:]), dist_batch)
+        return plate_batch_shape(list(unique.values()), dist_batch)
     except ValueError:
         return dist_batch  # the plate itself reports the mismatch
-    return tuple(expected[:overlap]) + tuple(trailing)
 
 
 def _shape_of(x: Any) -> jax.ShapeDtypeStruct:
