@@ -60,6 +60,13 @@ def as_distribution(site: str, fn: object) -> Distribution:
 
     Raises:
         SiteError: ``fn`` is not a distribution and no installed plugin adapts it.
+
+    Example:
+        >>> import numpyro.distributions as dist
+        >>> from plait import as_distribution
+        >>> normal = dist.Normal(0.0, 1.0)
+        >>> as_distribution("x", normal) is normal
+        True
     """
     if _conforms(fn):
         return fn  # type: ignore[return-value]

@@ -139,7 +139,13 @@ def plugins() -> list[PluginInfo]:
 
 
 def failed_plugins() -> dict[str, str]:
-    """Plugins whose entry point failed to load: name to error text."""
+    """Plugins whose entry point failed to load: name to error text.
+
+    Example:
+        >>> import plait
+        >>> plait.failed_plugins()
+        {}
+    """
     plugin_manager()
     return dict(_failed)
 

@@ -61,6 +61,16 @@ def default_process_message(msg: Message) -> None:
 
     A ``sample`` site draws from its distribution with ``kwargs["rng_key"]``; any other
     message calls ``msg.fn(*msg.args, **msg.kwargs)``.
+
+    Example:
+        >>> import jax
+        >>> import numpyro.distributions as dist
+        >>> from plait import Message, default_process_message
+        >>> msg = Message(type="sample", name="x", fn=dist.Normal(0.0, 1.0),
+        ...               kwargs={"rng_key": jax.random.key(0), "sample_shape": (2,)})
+        >>> default_process_message(msg)
+        >>> msg.value.shape
+        (2,)
     """
     if msg.value is not None:
         return
