@@ -25,19 +25,12 @@ from plait import Message, Messenger, PlateFrame, Stash, StashKey, plate
 
 __all__ = ["WRAPPER_ATTRS", "Flattener", "Node", "UncacheableError"]
 
-_LIBRARIES = frozenset(
+_STANDARD = frozenset(
     {
         "jax",
         "jaxlib",
         "numpy",
         "scipy",
-        "numpyro",
-        "funsor",
-        "optax",
-        "equinox",
-        "flax",
-        "blackjax",
-        "plait",
         "builtins",
         "functools",
         "operator",
@@ -51,27 +44,9 @@ _LIBRARIES = frozenset(
         "warnings",
     }
 )
+_LIBRARIES = _STANDARD | {"numpyro", "funsor", "optax", "equinox", "flax", "blackjax", "plait"}
 """Packages whose module-level functions (no closure, no defaults) are keyed by identity."""
-_OPAQUE = frozenset(
-    {
-        "jax",
-        "jaxlib",
-        "numpy",
-        "scipy",
-        "builtins",
-        "functools",
-        "operator",
-        "math",
-        "typing",
-        "abc",
-        "collections",
-        "contextlib",
-        "contextvars",
-        "types",
-        "warnings",
-        "threading",
-    }
-)
+_OPAQUE = _STANDARD | {"threading"}
 """Packages whose objects (other than pytrees) are keyed by identity, not walked."""
 _MAX_NODES = 20_000
 _MAX_NUMPY_BYTES = 1 << 20
