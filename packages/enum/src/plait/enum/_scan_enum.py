@@ -36,7 +36,7 @@ from plait.enum._scan_body import (
     enclosing_loop,
     enum_body,
 )
-from plait.enum._scan_passes import vectorise
+from plait.enum._scan_passes import _step_aval, vectorise
 from plait.errors import SiteError
 
 __all__ = ["SCAN_RECORD", "SCAN_SITE", "EnumScanRunner", "ScanRecord"]
@@ -90,10 +90,6 @@ def _name(f: Callable[..., Any]) -> str:
     return str(getattr(f, "__name__", type(f).__name__))
 
 
-def _aval(x: Any) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))  # type: ignore[no-untyped-call]
-
-
 class EnumScanRunner:
     """Replaces a ``scan``'s runner under ``enum`` (set by ``enum.process_control_flow``)."""
 
@@ -144,7 +140,7 @@ class EnumScanRunner:
     def _enumerates(self, f: Any, init: Any, xs: Any, name: str, length: int) -> bool:
         """Whether one step of the body has a site to enumerate (traced, not run)."""
         found: list[str] = []
-        x0 = jax.tree_util.tree_map(lambda a: _aval(a[0]), xs)
+        x0 = jax.tree_util.tree_map(_step_aval, xs)
         parent = enclosing_loop()
 
         def step(carry: Any, x: Any) -> Any:

@@ -52,6 +52,11 @@ def _aval(x: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))  # type: ignore[no-untyped-call]
 
 
+def _step_aval(x: Any) -> jax.ShapeDtypeStruct:
+    """The abstract value of one time slice of ``x`` (no slice is taken)."""
+    return jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x))  # type: ignore[no-untyped-call]
+
+
 def _trace_pass(
     run: _Run, carry_avals: Any, x_avals: Any, key_aval: Any, prefix: str, main: bool
 ) -> _Traced:
@@ -173,8 +178,8 @@ def vectorise(
         )
         for a in carry_leaves
     ]
-    x_avals = jax.tree_util.tree_map(lambda a: _aval(a[0]), run.xs)
-    key_aval = None if run.keys is None else _aval(run.keys[0])
+    x_avals = jax.tree_util.tree_map(_step_aval, run.xs)
+    key_aval = None if run.keys is None else _step_aval(run.keys)
     n_pass = (h if h > 0 else 1) if n_c else 0
 
     # Trace the passes, each in the next markov frame, then the step itself.
