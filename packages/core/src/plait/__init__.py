@@ -13,7 +13,8 @@ __path__ = extend_path(__path__, __name__)
 from plait.__about__ import __version__ as __version__
 from plait._distribution import Distribution as Distribution
 from plait._distribution import as_distribution as as_distribution
-from plait._message import REEMITTED as REEMITTED
+from plait._log_prob import log_prob_sum as log_prob_sum
+from plait._log_prob import site_log_prob as site_log_prob
 from plait._message import InferDict as InferDict
 from plait._message import Message as Message
 from plait._message import MessageType as MessageType
@@ -51,7 +52,6 @@ from plait.hookspecs import hookimpl as hookimpl
 from plait.hookspecs import hookspec as hookspec
 
 __all__ = [
-    "REEMITTED",
     "HandlerError",
     "ControlFlowStep",
     "Distribution",
@@ -79,6 +79,7 @@ __all__ = [
     "format_shapes",
     "get_mask",
     "isolated_stack",
+    "log_prob_sum",
     "hookimpl",
     "hookspec",
     "mutable",
@@ -89,5 +90,6 @@ __all__ = [
     "plugins",
     "prng_key",
     "sample",
+    "site_log_prob",
     "subsample",
 ]

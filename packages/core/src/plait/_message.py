@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from plait._messenger import Messenger
 
 __all__ = [
-    "REEMITTED",
     "InferDict",
     "Message",
     "MessageType",
@@ -131,8 +130,8 @@ class Message:
         done: the site got its final value (set by enumeration).
         stash: plugin-private data keyed by :class:`StashKey`; never user-facing.
         handled_by: the handlers whose ``process_message`` ran, outermost first (set by
-            ``apply_stack``). Control-flow plugins read it to re-install the handlers that
-            must act inside a loop body (:meth:`Messenger.for_control_flow`).
+            ``apply_stack``). Control-flow plugins read it to install the body forms of the
+            handlers that act inside a loop (:meth:`Messenger.for_control_flow`).
     """
 
     type: str
@@ -161,13 +160,6 @@ class Message:
 
 
 _FIELDS = tuple(f.name for f in fields(Message))
-
-REEMITTED: StashKey[bool] = StashKey()
-"""Set on the sites a control-flow primitive sends again after its loop, stacked over time.
-
-Handlers that acted inside the loop body through :meth:`Messenger.for_control_flow`
-(``substitute``, ``condition``, ``replay``) leave such sites alone.
-"""
 
 Trace: TypeAlias = dict[str, Message]
 """An execution trace: site name to the message recorded for it, in execution order."""

@@ -21,10 +21,15 @@ _Method = Callable[[Any, Message], None]
 class ControlFlowStep(Protocol):
     """What a control-flow primitive (``scan``) tells a handler about one loop step.
 
-    A handler outside a loop that must act on the sites inside its body (``substitute``,
-    ``condition``, ``replay``) builds a body form of itself from this in
+    A handler outside a loop that acts on the sites inside its body (``substitute``,
+    ``condition``, ``replay``, ``do``, ...) builds a body form of itself from this in
     :meth:`Messenger.for_control_flow`.
     """
+
+    @property
+    def label(self) -> str:
+        """The loop as error messages name it, e.g. ``"scan 'transition'"``."""
+        ...
 
     @property
     def length(self) -> int:
@@ -37,7 +42,9 @@ class ControlFlowStep(Protocol):
         ...
 
     def site_name(self, msg: Message) -> str:
-        """The name the body site ``msg`` carries where the outer handler stands."""
+        """The name the body site ``msg`` carries where the outer handler stands (renaming
+        handlers, ``scope``, act inside loops, so this is the name ``msg`` has when the
+        handler's body form sees it)."""
         ...
 
     def select(self, msg: Message, value: Any) -> Any:
@@ -127,21 +134,49 @@ class Messenger(Generic[P, R]):
         if method is not None:
             method(self, msg)
 
+    def __copy__(self) -> Messenger[P, R]:
+        """A shallow copy that is not entered anywhere (its own, empty stack tokens)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._tokens = []
+        return new
+
     # -- contract with control-flow plugins ------------------------------------------------
     def for_control_flow(self, step: ControlFlowStep) -> Messenger[Any, Any] | None:
         """The handler to install inside a loop body for one step, or ``None``.
 
         Called by control-flow primitives (``scan``) for every handler the loop's
-        ``control_flow`` message reached. Handlers that give values to sites
-        (``substitute``, ``condition``, ``replay``) return a body form that reads
-        ``step.select(msg, value)``; handlers that act on the loop's stacked sites after
-        the loop (``trace``, ``mask``, ``scale``) keep the default, ``None``.
+        ``control_flow`` message reached, once per traced step, outermost handler first;
+        the forms are entered in that order inside the body, as the handlers themselves
+        would be around the unrolled loop.
+
+        A handler acts on a loop in one of two ways, decided by whether its class
+        overrides this method (see :meth:`acts_inside_loops`):
+
+        * **inside** (it overrides): its body form sees every site of every step, as the
+          handler would see the sites of the unrolled loop (``substitute``, ``condition``,
+          ``replay``, ``do``, ``uncondition``, ``reparam``, ``lift``, ``scope``,
+          ``plate``). Values it holds for the whole loop are cut to the step with
+          ``step.select(msg, value)``;
+          ``step.site_name(msg)`` gives a body site the name it has where the handler
+          stands. After the loop, the body's sites, stacked over time, are sent through the
+          stack again *without* this handler. Return ``None`` to leave one loop alone.
+        * **after** (the default, ``None``): the handler sees the body's sites once, after
+          the loop, stacked over a leading time dim (``trace``, ``mask``, ``scale``,
+          ``block``, ``scope``, ``infer_config``).
+
+        Example:
+            >>> from plait import Messenger
+            >>> from plait.handlers import substitute, trace
+            >>> substitute(data={}).acts_inside_loops(), trace().acts_inside_loops()
+            (True, False)
         """
         return None
 
-    def rename_site(self, name: str) -> str:
-        """The name a site named ``name`` carries after this handler (``scope`` renames)."""
-        return name
+    def acts_inside_loops(self) -> bool:
+        """Whether this handler acts inside loop bodies (its class overrides
+        :meth:`for_control_flow`); if so it does not see a loop's stacked sites."""
+        return type(self).for_control_flow is not Messenger.for_control_flow
 
 
 def _methods_with_prefix(cls: type, prefix: str) -> dict[str, _Method]:

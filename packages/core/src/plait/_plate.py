@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 from jax import Array, lax, random
 
 from plait._message import Message, PlateFrame
-from plait._messenger import Messenger
+from plait._messenger import ControlFlowStep, Messenger
 from plait._runtime import apply_stack
 from plait.errors import SiteError
 
@@ -198,6 +199,12 @@ class plate(Messenger[..., Any]):
     def process_control_flow(self, msg: Message) -> None:
         # Control-flow plugins read the frames to vectorise their body over the plates.
         self._frame(msg)
+
+    def for_control_flow(self, step: ControlFlowStep) -> plate:
+        """Inside a loop body the plate acts on every step's sites as it would on the
+        unrolled loop: the same frame, expansion and subsampling scale (its indices were
+        drawn once, outside)."""
+        return copy.copy(self)
 
     def _take_subsample(self, msg: Message, what: str) -> None:
         event_dim = msg.kwargs.get("event_dim")
