@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import REEMITTED, ControlFlowStep, Message, Messenger
+from plait import ControlFlowStep, Message, Messenger
 from plait.handlers._substitute import _lookup, _one_source
 
 __all__ = ["condition"]
@@ -59,8 +59,6 @@ class condition(Messenger[P, R]):
         return _lookup(self.data, self.condition_fn, msg, name)
 
     def process_sample(self, msg: Message) -> None:
-        if msg.stash.get(REEMITTED):
-            return
         value = self._lookup(msg, msg.name)
         if value is not None:
             msg.value = value

@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import Message, Messenger, StashKey, apply_stack
+from plait import ControlFlowStep, Message, Messenger, StashKey, apply_stack
 
 __all__ = ["do"]
 
@@ -43,12 +43,22 @@ class do(Messenger[P, R]):
         self, fn: Callable[P, R] | None = None, data: Mapping[str, Any] | None = None
     ) -> None:
         self.data = dict(data or {})
+        # Inside a loop body: the value for a body site (names and steps resolved).
+        self._in_loop: Callable[[Message], Any] | None = None
         super().__init__(fn)
+
+    def _value(self, msg: Message) -> Any:
+        if self._in_loop is not None:
+            return self._in_loop(msg)
+        return self.data.get(msg.name) if msg.name is not None else None
 
     def process_sample(self, msg: Message) -> None:
         name = msg.name
         previous = msg.stash.get(_INTERVENER)
-        if previous == id(self) or name not in self.data:
+        if previous == id(self) or name is None:
+            return
+        value = self._value(msg)
+        if value is None:
             return
         if previous is not None:
             warnings.warn(
@@ -67,6 +77,19 @@ class do(Messenger[P, R]):
         original.stash = type(msg.stash)(msg.stash)
         apply_stack(original)
         msg.name = f"{name}__CF"
-        msg.value = self.data[name]
+        msg.value = value
         msg.is_observed = True
         msg.stop = True
+
+    def for_control_flow(self, step: ControlFlowStep) -> do[..., Any]:
+        """Inside a loop body: intervene on each step's site with this step's value."""
+        data, outer = self.data, self._in_loop
+
+        def value(msg: Message) -> Any:
+            # The loop directly inside this handler resolves names; nested ones select.
+            found = data.get(step.site_name(msg)) if outer is None else outer(msg)
+            return None if found is None else step.select(msg, found)
+
+        form: do[..., Any] = do()
+        form._in_loop = value
+        return form

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import Distribution, Message, Messenger
+from plait import ControlFlowStep, Distribution, Message, Messenger
+from plait.errors import SiteError
 
 __all__ = ["lift"]
 
@@ -61,7 +62,7 @@ class lift(Messenger[P, R]):
     def process_param(self, msg: Message) -> None:
         name = msg.name
         assert name is not None
-        prior = self.prior.get(name) if isinstance(self.prior, Mapping) else self.prior
+        prior = self._prior(name)
         if prior is None:
             return
         msg.type = "sample"
@@ -79,3 +80,37 @@ class lift(Messenger[P, R]):
         else:
             self._drawn[name] = msg
             msg.is_observed = False
+
+    def _prior(self, name: str) -> Distribution | None:
+        return self.prior.get(name) if isinstance(self.prior, Mapping) else self.prior
+
+    def for_control_flow(self, step: ControlFlowStep) -> Messenger[Any, Any]:
+        """Inside a loop body ``lift`` refuses the params it would lift (see below)."""
+        return _lift_in_loop(self, step)
+
+
+class _lift_in_loop(Messenger[..., Any]):
+    """``lift`` outside a loop would turn a body param, stacked over time, into one sample
+    site with a prior term per step, while the unrolled loop draws the param once and
+    reuses it. Neither can be had from a loop, so a param it would lift is an error."""
+
+    def __init__(self, outer: lift[..., Any], step: ControlFlowStep) -> None:
+        self.outer = outer
+        self.step = step
+        super().__init__()
+
+    def process_param(self, msg: Message) -> None:
+        seen = self.step.site_name(msg)
+        if self.outer._prior(seen) is not None:
+            raise SiteError(
+                seen,
+                f"lift: param '{seen}' is declared inside the body of {self.step.label}, so "
+                "after the loop it is a series stacked over time, and lifting it there would "
+                "not draw it once as the unrolled loop does. Declare the param outside the "
+                "loop (and close over it or pass it in the carry), or apply lift inside the "
+                "body (a fresh draw per step).",
+            )
+
+    def for_control_flow(self, step: ControlFlowStep) -> Messenger[Any, Any]:
+        # ``self.step`` resolves the names of sites in loops nested inside its own loop.
+        return self

@@ -7,7 +7,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 import jax.numpy as jnp
 
-from plait import Distribution, Message, Messenger, param, sample
+from plait import ControlFlowStep, Distribution, Message, Messenger, param, sample
 from plait.errors import HandlerError, SiteError
 
 __all__ = ["LocScaleReparam", "Reparam", "reparam"]
@@ -88,6 +88,15 @@ class reparam(Messenger[P, R]):
                 msg.is_observed = True
             msg.value = value
         msg.fn = new_fn
+
+    def for_control_flow(self, step: ControlFlowStep) -> reparam[..., Any]:
+        """Inside a loop body: reparameterize each step's sites, chosen by the names they
+        have where this handler stands."""
+        config = self.config
+        if isinstance(config, Mapping):
+            table = config
+            return reparam(config=lambda msg: table.get(step.site_name(msg)))
+        return reparam(config=config)
 
 
 _WRAPPERS = ("Independent", "ExpandedDistribution")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import REEMITTED, ControlFlowStep, InferDict, Message, Messenger, Trace
+from plait import ControlFlowStep, InferDict, Message, Messenger, Trace
 from plait.errors import SiteError
 
 __all__ = ["replay"]
@@ -54,8 +54,6 @@ class replay(Messenger[P, R]):
         return recorded
 
     def process_sample(self, msg: Message) -> None:
-        if msg.stash.get(REEMITTED):
-            return
         recorded = self._recorded(msg, msg.name)
         if recorded is not None:
             msg.value = recorded.value
@@ -94,8 +92,6 @@ class _replay_step(Messenger[..., Any]):
         super().__init__()
 
     def process_sample(self, msg: Message) -> None:
-        if msg.stash.get(REEMITTED):
-            return
         found = self.lookup(msg)
         if found is not None:
             msg.value = found[0]

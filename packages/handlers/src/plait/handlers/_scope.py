@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import Message, Messenger, PlateFrame
+from plait import ControlFlowStep, Message, Messenger, PlateFrame
 
 __all__ = ["scope"]
 
@@ -58,13 +59,19 @@ class scope(Messenger[P, R]):
         self.hide_types = frozenset(hide_types or ())
         super().__init__(fn)
 
-    def rename_site(self, name: str) -> str:
+    def _rename(self, name: str) -> str:
         return f"{self.prefix}{self.divider}{name}"
 
     def process_message(self, msg: Message) -> None:
         if msg.name and msg.type not in self.hide_types:
-            msg.name = self.rename_site(msg.name)
+            msg.name = self._rename(msg.name)
         if msg.cond_indep_stack and "plate" not in self.hide_types:
             msg.cond_indep_stack = [
-                PlateFrame(self.rename_site(f.name), f.dim, f.size) for f in msg.cond_indep_stack
+                PlateFrame(self._rename(f.name), f.dim, f.size) for f in msg.cond_indep_stack
             ]
+
+    def for_control_flow(self, step: ControlFlowStep) -> scope[..., Any]:
+        """Inside a loop body ``scope`` renames every step's sites (and the plates in their
+        frames) as it would on the unrolled loop; so a site's name, wherever a handler
+        stands in a loop body, is the one it has there (``ControlFlowStep.site_name``)."""
+        return copy.copy(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import REEMITTED, ControlFlowStep, Message, Messenger
+from plait import ControlFlowStep, Message, Messenger
 from plait.errors import HandlerError
 
 __all__ = ["substitute"]
@@ -84,7 +84,7 @@ class substitute(Messenger[P, R]):
         return _lookup(self.data, self.substitute_fn, msg, name)
 
     def process_message(self, msg: Message) -> None:
-        if msg.type not in _SUBSTITUTED_TYPES or msg.stash.get(REEMITTED):
+        if msg.type not in _SUBSTITUTED_TYPES:
             return
         value = self._lookup(msg, msg.name)
         if value is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from plait import Message, Messenger, prng_key
+from plait import ControlFlowStep, Message, Messenger, prng_key
 
 __all__ = ["uncondition"]
 
@@ -44,3 +44,7 @@ class uncondition(Messenger[P, R]):
         msg.value = None
         if msg.kwargs.get("rng_key") is None:
             msg.kwargs["rng_key"] = prng_key()
+
+    def for_control_flow(self, step: ControlFlowStep) -> uncondition[..., Any]:
+        """Inside a loop body: uncondition each step's observed sites."""
+        return uncondition()
