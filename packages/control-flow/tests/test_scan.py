@@ -15,9 +15,10 @@ from jax import lax
 from numpyro.contrib.control_flow import scan as numpyro_scan
 
 import plait
-from plait import REEMITTED, PlaitError, SiteError, deterministic, factor, plate, sample
+from plait import PlaitError, SiteError, deterministic, factor, plate, sample
 from plait.control_flow import _loop as loop_module
 from plait.control_flow import scan
+from plait.control_flow.plugin_api import STACKED
 from plait.handlers import condition, seed, substitute, trace
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -71,7 +72,7 @@ def test_stacked_sites_carry_a_leading_time_dim() -> None:
     assert x.value.shape == (10,) and x.fn.batch_shape == (10,)
     assert y.is_observed and not x.is_observed
     np.testing.assert_array_equal(y.value, np.arange(10.0))
-    assert x.stash.get(REEMITTED) and y.stash.get(REEMITTED)
+    assert x.stash.get(STACKED) == 10 and y.stash.get(STACKED) == 10
     assert x.cond_indep_stack == [] and x.kwargs["rng_key"] is None
 
 

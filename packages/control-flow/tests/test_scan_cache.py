@@ -60,11 +60,25 @@ def test_changed_closure_array_is_not_stale() -> None:
     np.testing.assert_array_equal(small, uncached(lambda: draws(noise=jnp.asarray(1e-3))))
 
 
-def test_changed_static_scalar_recompiles() -> None:
+def test_changed_static_scalar_is_not_stale() -> None:
     draws(noise=1.0)
     other = draws(noise=2.0)
-    assert scan_cache_info().misses == 2
+    info = scan_cache_info()
+    assert info.misses + info.hits == 2 and info.uncacheable == 0
     np.testing.assert_array_equal(other, uncached(lambda: draws(noise=2.0)))
+
+
+def test_changed_literal_recompiles() -> None:
+    def model(shift: float) -> Any:
+        def step(x: Any, _: Any) -> Any:
+            return sample("x", dist.Normal(x + shift, 1.0)), None  # shift: a jaxpr literal
+
+        return scan(step, jnp.zeros(3), None, length=4)
+
+    first = trace(seed(model, rng_seed=0)).get_trace(0.0)["x"].value
+    moved = trace(seed(model, rng_seed=0)).get_trace(25.0)["x"].value
+    assert scan_cache_info().misses == 2
+    np.testing.assert_allclose(moved, first + 25.0 * jnp.arange(1, 5)[:, None], rtol=1e-5)
 
 
 def test_changed_global_array_is_not_stale() -> None:
@@ -129,7 +143,7 @@ def test_changed_object_attribute_is_not_stale() -> None:
     assert float(shifted.min()) > 70.0
 
 
-def test_body_needing_concrete_values_runs_uncached() -> None:
+def test_body_needing_concrete_values_is_cached_and_fresh() -> None:
     def model(y: Any, noise: Any) -> Any:
         scale = float(noise)  # needs a concrete closure value
 
@@ -142,7 +156,10 @@ def test_body_needing_concrete_values_runs_uncached() -> None:
     b = draws(jnp.asarray(0.5), model=model)
     np.testing.assert_array_equal(a, b)
     info = scan_cache_info()
-    assert info.uncacheable == 2 and info.hits == 0
+    assert (info.hits, info.misses, info.uncacheable) == (1, 1, 0)
+    wide = draws(jnp.asarray(3.0), model=model)
+    np.testing.assert_array_equal(wide, uncached(lambda: draws(jnp.asarray(3.0), model=model)))
+    assert not np.allclose(a, wide)
 
 
 def test_calls_under_jit_bypass_the_cache() -> None:

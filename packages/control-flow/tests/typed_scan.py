@@ -7,7 +7,8 @@ import numpyro.distributions as dist
 from jax import Array
 
 import plait
-from plait.control_flow import ScanResult, scan, scan_cache_info
+from plait.control_flow import scan, scan_cache_info
+from plait.control_flow.plugin_api import ScanResult
 from plait.handlers import seed, trace
 
 

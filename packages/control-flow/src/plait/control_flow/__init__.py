@@ -1,5 +1,8 @@
 """plait-control-flow: ``scan``, a ``lax.scan`` that composes with every plait handler.
 
+Plugins that act on a scan (enumeration, Kalman collapse, a third party's marginaliser)
+use the contract in :mod:`plait.control_flow.plugin_api`.
+
 Example:
     >>> import jax.numpy as jnp
     >>> import numpyro.distributions as dist
@@ -16,43 +19,19 @@ Example:
 """
 
 from plait.control_flow.__about__ import __version__ as __version__
-from plait.control_flow._body import StepResult as StepResult
-from plait.control_flow._body import run_step as run_step
 from plait.control_flow._cache import CacheInfo as CacheInfo
 from plait.control_flow._cache import cache_clear as _cache_clear
 from plait.control_flow._cache import cache_info as _cache_info
 from plait.control_flow._cache import set_cache_enabled as _set_cache_enabled
-from plait.control_flow._forms import acts_inside as acts_inside
-from plait.control_flow._forms import body_forms as body_forms
-from plait.control_flow._scan import ScanResult as ScanResult
 from plait.control_flow._scan import scan as scan
-from plait.control_flow._sites import SitePayload as SitePayload
-from plait.control_flow._sites import SiteSkeleton as SiteSkeleton
-from plait.control_flow._sites import split_trace as split_trace
-from plait.control_flow._sites import stacked_sites as stacked_sites
-from plait.control_flow._step import ScanContext as ScanContext
-from plait.control_flow._step import ScanStep as ScanStep
-from plait.control_flow._step import active_context as active_context
 
 __all__ = [
-    "acts_inside",
-    "active_context",
     "CacheInfo",
-    "ScanContext",
-    "ScanResult",
-    "ScanStep",
-    "SitePayload",
-    "SiteSkeleton",
-    "StepResult",
     "__version__",
-    "body_forms",
-    "run_step",
     "scan",
     "scan_cache_clear",
     "scan_cache_info",
     "set_scan_cache",
-    "split_trace",
-    "stacked_sites",
 ]
 
 
@@ -82,7 +61,7 @@ def scan_cache_clear() -> None:
 
 def set_scan_cache(enabled: bool) -> bool:
     """Turn the compile cache of un-jitted ``scan`` calls on or off; returns the previous
-    setting. With it off every un-jitted call traces and compiles its loop again.
+    setting. With it off every un-jitted call compiles its loop again.
 
     Example:
         >>> from plait.control_flow import set_scan_cache

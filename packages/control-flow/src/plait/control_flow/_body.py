@@ -1,9 +1,10 @@
 """Running one step of a ``scan`` body under the handlers it needs.
 
 :func:`run_step` is the piece every scan strategy shares (plait's sequential and
-vectorised loops here; enumeration in plait-enum): it hides the handlers outside, then runs
-the body under a fresh ``trace``, the body forms of the handlers the loop reached,
-``seed(key)`` and a marker that tags each site with its loop.
+vectorised loops here; enumeration in plait-enum through :class:`ScanCall.run_step`): it
+hides the handlers outside, then runs the body under a fresh ``trace``, the body forms of
+the handlers that act inside loops (:func:`body_forms`), ``seed(key)`` and a marker that
+tags each site with its loop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from plait import Messenger, Trace, isolated_stack
-from plait.control_flow._forms import BodyForm
-from plait.control_flow._step import ScanContext, active_context, mark_sites
+from plait.control_flow._step import ScanContext, ScanStep, active_context, mark_sites
 from plait.errors import PlaitError
 from plait.handlers import seed, trace
 
-__all__ = ["StepResult", "check_carry", "run_step"]
+__all__ = ["StepResult", "body_forms", "check_carry", "run_step"]
 
 
 class StepResult(NamedTuple):
@@ -42,15 +42,38 @@ class StepResult(NamedTuple):
     trace: Trace
 
 
+def body_forms(context: ScanContext) -> list[Messenger[Any, Any]]:
+    """The body forms of the handlers the loop's message reached, outermost first: every
+    handler that acts inside loops (:meth:`plait.Messenger.acts_inside_loops`) is asked for
+    its form for this step; the others act on the stacked sites after the loop.
+
+    Example:
+        >>> from plait.handlers import substitute, trace
+        >>> handlers = (trace(), substitute(data={"x": 1.0}))
+        >>> forms = body_forms(ScanContext("f", 3, 0, handlers, (), None))
+        >>> [type(form).__name__ for form in forms]  # trace acts after the loop
+        ['substitute']
+    """
+    forms: list[Messenger[Any, Any]] = []
+    step = ScanStep(context)
+    for handler in context.handled_by:
+        if not handler.acts_inside_loops():
+            continue
+        form = handler.for_control_flow(step)
+        if form is not None:
+            forms.append(form)
+    return forms
+
+
 def run_step(
     f: Callable[[Any, Any], tuple[Any, Any]],
     carry: Any,
     x: Any,
     *,
     context: ScanContext,
-    forms: Sequence[BodyForm],
     rng_key: Any = None,
-    extra: Sequence[Messenger[Any, Any]] = (),
+    outer: Sequence[Messenger[Any, Any]] = (),
+    inner: Sequence[Messenger[Any, Any]] = (),
 ) -> StepResult:
     """Run ``f(carry, x)`` once, isolated from the handlers outside, and record its sites.
 
@@ -59,10 +82,10 @@ def run_step(
         carry: the carry going in.
         x: this step's slice of ``xs``.
         context: the loop and step this is (see :class:`ScanContext`).
-        forms: the body handlers, outermost first (see :func:`body_forms`).
         rng_key: the step's key; sites without a value draw from it. ``None``: no seed.
-        extra: further handlers entered innermost, right around ``f`` (plait-enum's
-            enumeration, say).
+        outer: handlers entered first, outside the body forms (a plugin's own, e.g.
+            plait-enum's enumeration of the body).
+        inner: handlers entered last, right around ``f``.
 
     Returns:
         The new carry, the output and the step's trace.
@@ -74,7 +97,7 @@ def run_step(
         >>> def f(c, x):
         ...     return c + 1, sample("y", dist.Normal(c, 1.0), obs=x)
         >>> context = ScanContext("f", 3, jnp.asarray(0), (), (), None)
-        >>> result = run_step(f, 0.0, 2.0, context=context, forms=[])
+        >>> result = run_step(f, 0.0, 2.0, context=context)
         >>> result.carry, list(result.trace)
         (1.0, ['y'])
     """
@@ -83,12 +106,12 @@ def run_step(
         with ExitStack() as stack:
             stack.enter_context(isolated_stack())
             recorded: Trace = stack.enter_context(trace())
-            for form in forms:
-                stack.enter_context(form())
+            for handler in (*outer, *body_forms(context)):
+                stack.enter_context(handler)
             if rng_key is not None:
                 stack.enter_context(seed(rng_seed=rng_key))
             stack.enter_context(mark_sites(context))
-            for handler in extra:
+            for handler in inner:
                 stack.enter_context(handler)
             out = f(carry, x)
     except PlaitError as e:
@@ -102,10 +125,6 @@ def run_step(
             f"{type(out).__name__}. Return `carry, y` (y may be None)."
         )
     return StepResult(out[0], out[1], recorded)
-
-
-def _describe(leaf: Any) -> str:
-    return f"{jnp.dtype(leaf.dtype).name}{list(jnp.shape(leaf))}"
 
 
 def check_carry(name: str, carry_in: Any, carry_out: Any) -> None:

@@ -1,76 +1,31 @@
-"""Compile caching for ``scan`` outside ``jit``: one compiled loop per model structure.
+"""The compile cache of ``scan`` outside ``jit``: keyed on what the loop computes.
 
 ``lax.scan`` called eagerly compiles its body again whenever the body is a new function
 object, which a model's inner ``def transition(...)`` is on every call (NumPyro pays
-200-300 ms per call for it). Here the loop runs inside a ``jax.jit``-ed function cached on
-the loop's *structure*, and every array it reads is passed in as an argument:
-
-* :class:`plait.control_flow._walk.Flattener` walks the body function (code, closure
-  cells, defaults, the globals its code names), ``init``, ``xs``, the key and the handlers
-  that act inside the body (their data: ``substitute``'s dict, ``replay``'s trace, ...).
-  Arrays become arguments (shape and dtype go into the key); scalars, strings, code
-  objects, small NumPy arrays and library functions become part of the key.
-* On a miss the structure is rebuilt around tracers (functions with new closure cells,
-  copied objects with the arrays swapped in) and traced once under ``jax.jit``.
-* Anything the walker does not understand (a tracer, an unhashable static, a user module
-  attribute that is an array) makes the call uncacheable, and it runs as a plain loop.
-  So does a body that needs concrete values of its closure arrays (``float(a)``,
-  ``np.asarray(a)``): the first traced call fails, the structure is remembered as
-  uncacheable, and the loop runs plainly.
-
-As with ``jax.jit``, Python side effects in the body happen when it is traced, not on
-every call.
+200-300 ms per call for it). Here every un-jitted call still traces its step into a jaxpr
+(cheap: Python, no compilation), and the compiled loop is looked up by that jaxpr's
+structure (:func:`plait.control_flow._jaxpr_key.closed_jaxpr_key`) and the loop's shape;
+the arrays the body captured are the jaxpr's constants, passed in as arguments. So a hit
+runs exactly the computation this call traced: whatever the body read (globals, closures,
+attributes, properties, mutated NumPy arrays) is in the trace of *this* call, and the cache
+can never serve a stale result. Python side effects in the body happen on every call, as
+they would without the cache.
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 import jax
 
-from plait import Messenger, plate
-from plait.control_flow._forms import acts_inside
-from plait.control_flow._loop import LoopResult, LoopSpec, run_loop
-from plait.control_flow._sites import SiteSkeleton
-from plait.control_flow._walk import WRAPPER_ATTRS, Flattener, Node, UncacheableError
+from plait.control_flow._jaxpr_key import UnkeyableError, closed_jaxpr_key
 
-__all__ = ["CacheInfo", "cache_clear", "cache_info", "cached_loop", "set_cache_enabled"]
+__all__ = ["CacheInfo", "cache_clear", "cache_info", "run_cached", "set_cache_enabled"]
 
 _MAX_ENTRIES = 128
-_TRACING_ERRORS = (
-    jax.errors.ConcretizationTypeError,
-    jax.errors.TracerArrayConversionError,
-    jax.errors.TracerBoolConversionError,
-    jax.errors.TracerIntegerConversionError,
-    jax.errors.UnexpectedTracerError,
-)
-
-
-def _relevant(handler: Messenger[Any, Any]) -> bool:
-    """Handlers whose state the body reads: body forms, renames, enclosing plates."""
-    kind = type(handler)
-    return (
-        isinstance(handler, plate)
-        or kind.for_control_flow is not Messenger.for_control_flow
-        or kind.rename_site is not Messenger.rename_site
-        or acts_inside(handler)
-    )
-
-
-_NEUTRAL: Messenger[Any, Any] = Messenger()
-"""Stands in for the handlers the body does not read (``trace``, ``seed``, ``mask``, ...)."""
-
-
-def _view(handler: Messenger[Any, Any]) -> Messenger[Any, Any]:
-    """A copy of ``handler`` without the model it wraps and its stack tokens."""
-    view = copy.copy(handler)
-    for name in WRAPPER_ATTRS:
-        view.__dict__.pop(name, None)
-    return view
 
 
 class CacheInfo(NamedTuple):
@@ -78,8 +33,8 @@ class CacheInfo(NamedTuple):
 
     Fields:
         hits: calls that reused a compiled loop.
-        misses: calls that traced and compiled a new loop.
-        uncacheable: calls that ran as a plain ``lax.scan`` (see the module docstring).
+        misses: calls that compiled a new loop.
+        uncacheable: un-jitted calls whose loop could not be keyed and ran uncached.
         size: compiled loops held now.
 
     Example:
@@ -93,16 +48,8 @@ class CacheInfo(NamedTuple):
     size: int
 
 
-class _Entry:
-    def __init__(self, run: Callable[[list[Any]], LoopResult]) -> None:
-        self.run = run
-        self.skeletons: dict[str, SiteSkeleton] = {}
-        self.compiled = False
-
-
-_UNCACHEABLE = object()
 _lock = threading.Lock()
-_entries: OrderedDict[Any, _Entry | object] = OrderedDict()
+_entries: OrderedDict[Hashable, Callable[..., Any]] = OrderedDict()
 _stats = {"hits": 0, "misses": 0, "uncacheable": 0}
 _enabled = [True]
 
@@ -127,68 +74,48 @@ def set_cache_enabled(enabled: bool) -> bool:
     return previous
 
 
-def cached_loop(
-    f: Callable[[Any, Any], tuple[Any, Any]],
-    init: Any,
-    xs: Any,
-    rng_key: Any,
-    spec: LoopSpec,
-) -> tuple[LoopResult, dict[str, SiteSkeleton]] | None:
-    """Run the loop through the compile cache; ``None`` when the call is uncacheable
-    (the caller then runs :func:`run_loop` itself)."""
-    if not _enabled[0] or spec.parent is not None:
-        return None
-    walker = Flattener()
-    handlers = tuple(_view(h) if _relevant(h) else _NEUTRAL for h in spec.handled_by)
+def _is_concrete(args: Any) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args))
+
+
+def run_cached(
+    closed: Any,
+    static: Hashable,
+    execute: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> Any:
+    """``execute(closed.consts, *args)``, compiled once per distinct computation.
+
+    Args:
+        closed: the traced step (a ``ClosedJaxpr``); its constants are passed in.
+        static: what else ``execute`` depends on (hashable; the loop's length, ...).
+        execute: ``(consts, *args) -> outputs``, pure given ``closed`` and ``static``.
+        args: the array arguments.
+
+    Under a transformation (the caller's ``jit``, ``grad``, ``vmap``: tracers among the
+    arguments or constants) or with the cache off, ``execute`` is simply called, inline.
+    """
+    consts = list(closed.consts)
+    if not _enabled[0] or not _is_concrete((consts, args)):
+        return execute(consts, *args)
     try:
-        node = walker.visit((f, init, xs, rng_key, handlers))
-        key = (spec.name, spec.length, spec.reverse, spec.frames, spec.record, node.key)
+        key = (static, closed_jaxpr_key(closed))
         hash(key)
-    except (UncacheableError, TypeError, RecursionError):
+    except (UnkeyableError, TypeError, RecursionError):
         _stats["uncacheable"] += 1
-        return None
+        return execute(consts, *args)
     with _lock:
-        entry = _entries.get(key)
-        if entry is not None:
+        compiled = _entries.get(key)
+        if compiled is not None:
             _entries.move_to_end(key)
-    if entry is _UNCACHEABLE:
-        _stats["uncacheable"] += 1
-        return None
-    if entry is None:
-        entry = _new_entry(node, spec)
-        with _lock:
-            _entries[key] = entry
-            while len(_entries) > _MAX_ENTRIES:
-                _entries.popitem(last=False)
-    assert isinstance(entry, _Entry)
-    if entry.compiled:
+    if compiled is not None:
         _stats["hits"] += 1
-        return entry.run(walker.leaves), entry.skeletons
-    try:
-        result = entry.run(walker.leaves)
-    except _TRACING_ERRORS:
-        with _lock:
-            _entries[key] = _UNCACHEABLE
-        _stats["uncacheable"] += 1
-        return None
-    except BaseException:
-        with _lock:
-            _entries.pop(key, None)
-        raise
-    entry.compiled = True
+        return compiled(consts, *args)
+    compiled = jax.jit(execute)
+    result = compiled(consts, *args)
+    with _lock:
+        _entries[key] = compiled
+        while len(_entries) > _MAX_ENTRIES:
+            _entries.popitem(last=False)
     _stats["misses"] += 1
-    return result, entry.skeletons
-
-
-def _new_entry(node: Node, spec: LoopSpec) -> _Entry:
-    rebuild = node.rebuild
-    original = node.obj
-    spec = spec._replace(handled_by=())
-
-    def loop(leaves: list[Any]) -> LoopResult:
-        objects = original if rebuild is None else rebuild(leaves, {})
-        f, init, xs, rng_key, handled_by = objects
-        return run_loop(f, init, xs, rng_key, spec._replace(handled_by=handled_by), entry.skeletons)
-
-    entry = _Entry(jax.jit(loop))
-    return entry
+    return result

@@ -1,7 +1,7 @@
-"""The loop of a ``scan``: trace the body once, then run it over time.
+"""The loop of a ``scan``: trace the body's step, then run it over time.
 
-The step is traced once into a jaxpr. When the new carry does not depend on the old one
-(every site that feeds the carry has a value: a log density evaluation), nothing needs a
+The step is traced into a jaxpr on every call. When the new carry does not depend on the
+old one (every site that feeds the carry has a value: a log density evaluation), nothing needs a
 sequence: the step is evaluated for all times at once with ``vmap`` (the carries going in
 are the carries coming out, shifted by one). Otherwise it runs under ``lax.scan``, with a
 per-step key split from the loop's key in the carry, as NumPyro does.
@@ -19,7 +19,7 @@ from jax.extend.core import ClosedJaxpr, Literal, jaxpr_as_fun
 
 from plait import Messenger, PlateFrame
 from plait.control_flow._body import check_carry, run_step
-from plait.control_flow._forms import body_forms
+from plait.control_flow._cache import run_cached
 from plait.control_flow._sites import SitePayload, SiteSkeleton, split_trace
 from plait.control_flow._step import ScanContext
 from plait.errors import PlaitError
@@ -77,17 +77,15 @@ def _step_function(
     skeletons: dict[str, SiteSkeleton],
     vectorised: bool,
 ) -> Callable[[Any, Any, Any, Any], tuple[Any, Any, dict[str, SitePayload]]]:
-    outer_dims = frozenset(frame.dim for frame in spec.frames)
-
     def step(carry: Any, x: Any, index: Any, key: Any) -> tuple[Any, Any, Any]:
         payloads: dict[str, SitePayload] = {}
         if spec.record:
             context = ScanContext(
                 spec.name, spec.length, index, spec.handled_by, spec.frames, spec.parent, vectorised
             )
-            result = run_step(f, carry, x, context=context, forms=body_forms(context), rng_key=key)
+            result = run_step(f, carry, x, context=context, rng_key=key)
             new_carry, y = result.carry, result.output
-            found, payloads = split_trace(result.trace, outer_dims)
+            found, payloads = split_trace(result.trace)
             skeletons.clear()
             skeletons.update(found)
         else:
@@ -118,6 +116,78 @@ def _carry_is_fed_back(closed: ClosedJaxpr, n_carry: int) -> bool:
     return any(not isinstance(v, Literal) and v in dependent for v in jaxpr.outvars[:n_carry])
 
 
+class _Program(NamedTuple):
+    """What runs the loop over a traced step, apart from the step's jaxpr and arrays."""
+
+    n_carry: int
+    length: int
+    reverse: bool
+    vectorised: bool
+
+
+def _execute(
+    jaxpr: Any,
+    program: _Program,
+    consts: list[Any],
+    init_leaves: list[Any],
+    x_leaves: list[Any],
+    rng_key: Any,
+) -> list[Any]:
+    """Run the loop over the step ``ClosedJaxpr(jaxpr, consts)``: the final carry's leaves,
+    then the stacked outputs'."""
+    fun = jaxpr_as_fun(ClosedJaxpr(jaxpr, consts))
+    n_carry, length = program.n_carry, program.length
+    positions = jnp.arange(length, dtype=jnp.int32)
+    if program.vectorised:
+        keys: list[Any] = []
+        if rng_key is not None:
+
+            def split(key: Any, _: None) -> tuple[Any, Any]:
+                key, sub = random.split(key)
+                return key, sub
+
+            _, subkeys = lax.scan(split, rng_key, None, length=length)
+            keys = [subkeys[::-1] if program.reverse else subkeys]
+
+        def carries_out(xl: list[Any], i: Any, kl: list[Any]) -> list[Any]:
+            return fun(*init_leaves, *xl, i, *kl)[:n_carry]  # type: ignore[no-any-return]
+
+        outs_c = jax.vmap(carries_out)(x_leaves, positions, keys)
+        if program.reverse:
+            carry_in = [
+                jnp.concatenate([c[1:], i[None]]) for c, i in zip(outs_c, init_leaves, strict=True)
+            ]
+            final = [c[0] for c in outs_c]
+        else:
+            carry_in = [
+                jnp.concatenate([i[None], c[:-1]]) for c, i in zip(outs_c, init_leaves, strict=True)
+            ]
+            final = [c[-1] for c in outs_c]
+
+        def everything(cl: list[Any], xl: list[Any], i: Any, kl: list[Any]) -> list[Any]:
+            return fun(*cl, *xl, i, *kl)[n_carry:]  # type: ignore[no-any-return]
+
+        rest = jax.vmap(everything)(carry_in, x_leaves, positions, keys)
+        return [*final, *rest]
+
+    def body(
+        carry: tuple[Any, list[Any]], inputs: tuple[list[Any], Any]
+    ) -> tuple[tuple[Any, list[Any]], list[Any]]:
+        key, carry_leaves = carry
+        xl, i = inputs
+        kl: list[Any] = []
+        if key is not None:
+            key, sub = random.split(key)
+            kl = [sub]
+        outs = fun(*carry_leaves, *xl, i, *kl)
+        return (key, outs[:n_carry]), outs[n_carry:]
+
+    (_, final_c), rest_s = lax.scan(
+        body, (rng_key, init_leaves), (x_leaves, positions), length=length, reverse=program.reverse
+    )
+    return [*final_c, *rest_s]
+
+
 def run_loop(
     f: Callable[[Any, Any], tuple[Any, Any]],
     init: Any,
@@ -127,6 +197,9 @@ def run_loop(
     skeletons: dict[str, SiteSkeleton],
 ) -> LoopResult:
     """Run the loop; ``skeletons`` receives the static part of the body's sites.
+
+    The step is traced on every call; outside ``jit`` the compiled loop comes from the
+    compile cache, keyed on the traced step (see ``_cache.py``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -150,57 +223,16 @@ def run_loop(
     if vectorise:  # trace again, letting the body take whole series instead of slices
         step = _step_function(f, spec, skeletons, vectorised=True)
         closed = jax.make_jaxpr(step)(*avals)
-    fun = jaxpr_as_fun(closed)
-    positions = jnp.arange(length, dtype=jnp.int32)
-    if vectorise:
-        keys: list[Any] = []
-        if rng_key is not None:
+    program = _Program(n_carry, length, spec.reverse, vectorise)
+    jaxpr = closed.jaxpr
 
-            def split(key: Any, _: None) -> tuple[Any, Any]:
-                key, sub = random.split(key)
-                return key, sub
+    def execute(
+        consts: list[Any], init_leaves: list[Any], x_leaves: list[Any], rng_key: Any
+    ) -> list[Any]:
+        return _execute(jaxpr, program, consts, init_leaves, x_leaves, rng_key)
 
-            _, subkeys = lax.scan(split, rng_key, None, length=length)
-            keys = [subkeys[::-1] if spec.reverse else subkeys]
-        in_axes = (0, 0, 0)
-
-        def carries_out(xl: list[Any], i: Any, kl: list[Any]) -> list[Any]:
-            return fun(*init_leaves, *xl, i, *kl)[:n_carry]  # type: ignore[no-any-return]
-
-        outs_c = jax.vmap(carries_out, in_axes=in_axes)(x_leaves, positions, keys)
-        if spec.reverse:
-            carry_in = [
-                jnp.concatenate([c[1:], i[None]]) for c, i in zip(outs_c, init_leaves, strict=True)
-            ]
-            final = [c[0] for c in outs_c]
-        else:
-            carry_in = [
-                jnp.concatenate([i[None], c[:-1]]) for c, i in zip(outs_c, init_leaves, strict=True)
-            ]
-            final = [c[-1] for c in outs_c]
-
-        def everything(cl: list[Any], xl: list[Any], i: Any, kl: list[Any]) -> list[Any]:
-            return fun(*cl, *xl, i, *kl)[n_carry:]  # type: ignore[no-any-return]
-
-        rest = jax.vmap(everything)(carry_in, x_leaves, positions, keys)
-    else:
-
-        def body(
-            carry: tuple[Any, list[Any]], inputs: tuple[list[Any], Any]
-        ) -> tuple[tuple[Any, list[Any]], list[Any]]:
-            key, carry_leaves = carry
-            xl, i = inputs
-            kl: list[Any] = []
-            if key is not None:
-                key, sub = random.split(key)
-                kl = [sub]
-            outs = fun(*carry_leaves, *xl, i, *kl)
-            return (key, outs[:n_carry]), outs[n_carry:]
-
-        (_, final), rest = lax.scan(
-            body, (rng_key, init_leaves), (x_leaves, positions), length=length, reverse=spec.reverse
-        )
+    leaves = run_cached(closed, program, execute, (init_leaves, x_leaves, rng_key))
     carry, ys, payloads = jax.tree_util.tree_unflatten(
-        jax.tree_util.tree_structure(out_shape), [*final, *rest]
+        jax.tree_util.tree_structure(out_shape), leaves
     )
     return LoopResult(carry, ys, payloads)

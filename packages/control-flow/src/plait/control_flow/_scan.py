@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 
-from plait import Message, apply_stack, current_stack, isolated_stack
-from plait.control_flow._cache import cached_loop
-from plait.control_flow._forms import acts_inside
-from plait.control_flow._loop import LoopResult, LoopSpec, run_loop
-from plait.control_flow._sites import SiteSkeleton, stacked_sites
+from plait import Message, Messenger, apply_stack, current_stack, isolated_stack
+from plait.control_flow._call import ScanCall, ScanHandler, ScanResult
+from plait.control_flow._loop import LoopSpec, run_loop
 from plait.control_flow._step import active_context
-from plait.errors import PlaitError, SiteError
-from plait.handlers import lift
+from plait.errors import PlaitError
 
-__all__ = ["ScanResult", "scan"]
+__all__ = ["scan"]
 
 C = TypeVar("C")
 Y = TypeVar("Y")
-
-
-class ScanResult(NamedTuple):
-    """The value of a scan's ``control_flow`` message.
-
-    Fields:
-        carry: the final carry.
-        ys: the stacked outputs.
-        sites: the body's sites stacked over time, in execution order, as they will be
-            sent again through the handlers (marked :data:`plait.REEMITTED`).
-
-    A handler that answers a scan's message itself (sets ``msg.value``) must give one.
-
-    Example:
-        >>> ScanResult(carry=0.0, ys=None, sites={}).sites
-        {}
-    """
-
-    carry: Any
-    ys: Any
-    sites: dict[str, Message]
 
 
 def _name(f: Callable[..., Any]) -> str:
@@ -83,47 +60,37 @@ def _check_inputs(name: str, xs: Any, length: int | None) -> tuple[Any, int]:
     return xs, length
 
 
-def _run(
-    f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, rng_key: Any, spec: LoopSpec
-) -> tuple[LoopResult, dict[str, SiteSkeleton]]:
-    cached = cached_loop(f, init, xs, rng_key, spec)
-    if cached is not None:
-        return cached
-    skeletons: dict[str, SiteSkeleton] = {}
-    return run_loop(f, init, xs, rng_key, spec, skeletons), skeletons
+def _run_claimed(msg: Message, request: _Request, rng_key: Any = None) -> ScanResult:
+    """The default action of a scan's message: the handlers it reached that run scans
+    their own way (:class:`ScanHandler`), innermost first, then the plain loop."""
+    call = ScanCall(
+        request.body,
+        request.init,
+        request.xs,
+        request.length,
+        reverse=request.reverse,
+        history=request.history,
+        rng_key=rng_key,
+        handlers=msg.handled_by,
+        plates=tuple(msg.cond_indep_stack),
+        parent=active_context().get(),
+        name=request.name,
+    )
+    proceed: Callable[[ScanCall], ScanResult] = ScanCall.run
+    for handler in msg.handled_by:  # outermost first, so the innermost is asked first
+        if isinstance(handler, ScanHandler):
+            proceed = functools.partial(handler.run_scan, proceed=proceed)
+    return proceed(call)
 
 
-class _Runner:
-    """The default action of a scan's message: run the loop under the handlers it reached."""
-
-    def __init__(self, msg: Message) -> None:
-        self.msg = msg
-
-    def __call__(
-        self,
-        f: Callable[[Any, Any], tuple[Any, Any]],
-        init: Any,
-        xs: Any,
-        *,
-        rng_key: Any = None,
-        length: int,
-        reverse: bool,
-        **_: Any,
-    ) -> ScanResult:
-        msg = self.msg
-        name = _name(f)
-        spec = LoopSpec(
-            name=name,
-            length=length,
-            reverse=reverse,
-            handled_by=msg.handled_by,
-            frames=tuple(msg.cond_indep_stack),
-            parent=active_context().get(),
-            record=True,
-        )
-        result, skeletons = _run(f, init, xs, rng_key, spec)
-        sites = stacked_sites(skeletons, result.payloads, length, name)
-        return ScanResult(result.carry, result.ys, sites)
+class _Request(NamedTuple):
+    body: Callable[[Any, Any], tuple[Any, Any]]
+    init: Any
+    xs: Any
+    length: int
+    reverse: bool
+    history: int
+    name: str
 
 
 def scan(
@@ -142,14 +109,15 @@ def scan(
     reach into the body by site name (names as seen where the handler stands, so
     ``scope``d names match), with values stacked over time (``value[t]`` at step ``t``),
     per step (the same every step), or shorter than the loop (the remaining steps are
-    drawn: forecasting); ``do``, ``uncondition`` and ``reparam`` act inside the body;
-    enclosing ``plate``s vectorise the body. After the loop every body site is sent once
-    more, stacked over a leading time dim, so ``trace``, ``mask``, ``scale``,
-    ``infer_config`` and ``block`` act on the stacked sites. Scans nest. The time dim is
-    not a plate.
+    drawn: forecasting); ``do``, ``uncondition``, ``reparam``, ``scope`` and enclosing
+    ``plate``s act inside the body (the plates vectorise it). After the loop every body
+    site is sent once more, stacked over a leading time dim, so ``trace``, ``mask``,
+    ``scale``, ``infer_config`` and ``block`` act on the stacked sites. Scans nest. The
+    time dim is not a plate. Plugins that run scans their own way (enumeration) use
+    :mod:`plait.control_flow.plugin_api`.
 
-    Outside ``jax.jit`` the compiled loop is cached on the model's structure, so calling
-    a seeded model again does not recompile it (see :func:`scan_cache_info`).
+    Outside ``jax.jit`` the compiled loop is cached on what the traced body computes, so
+    calling a seeded model again does not recompile it (see :func:`scan_cache_info`).
 
     Args:
         f: the body, ``(carry, x) -> (new_carry, y)``; the carry keeps its structure,
@@ -204,56 +172,25 @@ def scan(
     reverse = bool(reverse)
     if not current_stack():
         spec = LoopSpec(name, length, reverse, (), (), None, record=False)
-        result, _ = _run(f, init, xs, None, spec)
+        result = run_loop(f, init, xs, None, spec, {})
         return result.carry, result.ys
-    msg = Message(
-        type="control_flow",
-        args=(f, init, xs),
-        kwargs={"rng_key": None, "history": history, "length": length, "reverse": reverse},
-    )
-    msg.fn = _Runner(msg)
+    request = _Request(f, init, xs, length, reverse, history, name)
+    msg = Message(type="control_flow", kwargs={"rng_key": None})
+    msg.fn = functools.partial(_run_claimed, msg, request)
     apply_stack(msg)
     value = msg.value
     if not isinstance(value, ScanResult):
         raise PlaitError(
             f"scan '{name}': a handler set the value of the scan's control_flow message to "
-            f"a {type(value).__name__}; it must be a plait.control_flow.ScanResult."
+            f"a {type(value).__name__}; it must be a plait.control_flow.plugin_api.ScanResult."
         )
-    _check_lift(name, value.sites, msg.handled_by)
-    _reemit(value.sites, msg.handled_by)
+    _emit(value.sites, msg.handled_by)
     return value.carry, value.ys
 
 
-def _reemit(sites: dict[str, Message], handled_by: tuple[Any, ...]) -> None:
-    """Send the stacked sites through the stack, without the handlers that acted inside."""
-    inside = [h for h in handled_by if acts_inside(h)]
+def _emit(sites: dict[str, Message], handled_by: tuple[Messenger[Any, Any], ...]) -> None:
+    """Send the loop's sites through the stack, without the handlers that acted inside."""
+    inside = [h for h in handled_by if h.acts_inside_loops()]
     with isolated_stack(without=inside):
         for site in sites.values():
             apply_stack(site)
-
-
-def _check_lift(name: str, sites: dict[str, Message], handled_by: tuple[Any, ...]) -> None:
-    """``lift`` outside a scan would turn a body param, stacked over time, into one sample
-    site with a prior term per step; the unrolled loop draws the param once and reuses it.
-    Neither can be had from the stacked site, so say so."""
-    for k, handler in enumerate(handled_by):
-        if not isinstance(handler, lift):
-            continue
-        for site in sites.values():
-            if site.type != "param" or site.name is None:
-                continue
-            seen = site.name
-            for inner in reversed(handled_by[k + 1 :]):
-                seen = inner.rename_site(seen)
-            prior = handler.prior
-            if isinstance(prior, Mapping):
-                prior = prior.get(seen)
-            if prior is not None:
-                raise SiteError(
-                    seen,
-                    f"lift: param '{seen}' is declared inside the body of scan '{name}', so "
-                    "after the loop it is a series stacked over time, and lifting it there "
-                    "would not draw it once as the unrolled loop does. Declare the param "
-                    "outside the scan (and close over it or pass it in the carry), or apply "
-                    "lift inside the body (a fresh draw per step).",
-                )

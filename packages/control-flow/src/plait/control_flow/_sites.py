@@ -4,7 +4,8 @@ One step's trace becomes, per site, a :class:`SiteSkeleton` (static: type, name,
 the tree structure of ``fn``/``value``) and a :class:`SitePayload` (arrays, which the loop
 stacks along a new leading time dim). After the loop, :func:`stacked_sites` puts them
 back together into messages whose ``fn`` has batch shape ``(length, *batch)`` and whose
-``value`` lines up with it (NumPyro's ``promote_batch_shape`` and value reshaping).
+``value`` lines up with it (NumPyro's ``promote_batch_shape`` and value reshaping), marked
+with :data:`STACKED`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait import REEMITTED, InferDict, Message, PlateFrame, Stash, Trace
+from plait import InferDict, Message, PlateFrame, Stash, StashKey, Trace
 from plait.errors import SiteError
 
-__all__ = ["SitePayload", "SiteSkeleton", "split_trace", "stacked_sites"]
+__all__ = ["STACKED", "SitePayload", "SiteSkeleton", "split_trace", "stacked_sites"]
+
+STACKED: StashKey[int] = StashKey()
+"""On the sites a loop sends after it ran, stacked over a leading time dim: the number of
+steps stacked. The one mark of a loop's sites; handlers never need it (the handlers that act
+inside a loop do not see these sites, see :meth:`plait.Messenger.for_control_flow`)."""
 
 _STACKED_TYPES = frozenset({"sample", "deterministic", "param", "mutable"})
 
@@ -72,8 +78,8 @@ class SiteSkeleton(NamedTuple):
         fn, args, kwargs, scale, infer: the static parts of those fields (tree structure
             and non-array leaves); their arrays are in the :class:`SitePayload`.
         value, intermediates: tree structures (every leaf is stacked).
-        cond_indep_stack: the site's plates that are not the loop's own enclosing plates
-            (those act again on the stacked site).
+        cond_indep_stack: the site's plates (those enclosing the loop included: they act
+            inside the body).
 
     Example:
         >>> import jax.numpy as jnp
@@ -81,7 +87,7 @@ class SiteSkeleton(NamedTuple):
         >>> from plait import Message
         >>> site = Message(type="sample", name="x", fn=dist.Normal(jnp.zeros(2), 1.0),
         ...                value=jnp.ones(2))
-        >>> skeletons, payloads = split_trace({"x": site}, frozenset())
+        >>> skeletons, payloads = split_trace({"x": site})
         >>> skeletons["x"].type, len(payloads["x"].fn)  # loc is stacked, scale=1.0 is not
         ('sample', 1)
     """
@@ -117,19 +123,14 @@ class SitePayload(NamedTuple):
     intermediates: list[Any]
 
 
-def split_trace(
-    trace: Trace, outer_dims: frozenset[int]
-) -> tuple[dict[str, SiteSkeleton], dict[str, SitePayload]]:
+def split_trace(trace: Trace) -> tuple[dict[str, SiteSkeleton], dict[str, SitePayload]]:
     """Split one step's trace into skeletons and payloads (plates are dropped).
-
-    ``outer_dims`` are the dims of the plates enclosing the loop; their frames are
-    stripped from the sites, since those plates see the stacked sites again.
 
     Example:
         >>> import jax.numpy as jnp
         >>> from plait import Message
         >>> step = {"d": Message(type="deterministic", name="d", value=jnp.zeros(2))}
-        >>> skeletons, payloads = split_trace(step, frozenset())
+        >>> skeletons, payloads = split_trace(step)
         >>> skeletons["d"].type, [v.shape for v in payloads["d"].value]
         ('deterministic', [(2,)])
     """
@@ -166,7 +167,7 @@ def split_trace(
             infer=infer_split,
             value=value_def,
             intermediates=inter_def,
-            cond_indep_stack=tuple(f for f in msg.cond_indep_stack if f.dim not in outer_dims),
+            cond_indep_stack=tuple(msg.cond_indep_stack),
         )
         payloads[name] = SitePayload(
             fn=fn_arrays,
@@ -228,13 +229,13 @@ def stacked_sites(
     length: int,
     scan_name: str,
 ) -> dict[str, Message]:
-    """The loop's body sites as messages stacked over time, marked :data:`plait.REEMITTED`.
+    """The loop's body sites as messages stacked over time, marked :data:`STACKED`.
 
     Example:
         >>> import jax.numpy as jnp
         >>> from plait import Message
         >>> step = {"d": Message(type="deterministic", name="d", value=jnp.zeros(2))}
-        >>> skeletons, payloads = split_trace(step, frozenset())
+        >>> skeletons, payloads = split_trace(step)
         >>> stacked = {"d": payloads["d"]._replace(value=[jnp.zeros((5, 2))])}
         >>> stacked_sites(skeletons, stacked, 5, "f")["d"].value.shape
         (5, 2)
@@ -271,6 +272,6 @@ def stacked_sites(
             ),
             cond_indep_stack=list(skeleton.cond_indep_stack),
             infer=infer,
-            stash=Stash({REEMITTED: True}),
+            stash=Stash({STACKED: length}),
         )
     return sites

@@ -2,10 +2,9 @@
 :class:`ScanStep` (plait's :class:`plait.ControlFlowStep`).
 
 A handler outside the loop that acts inside the body (``substitute``, ``condition``,
-``replay``) holds names and values for the whole loop. :class:`ScanStep` translates:
-``site_name`` gives a body site the name it carries where that handler stands (after the
-``scope``s between them, nested loops included), and ``select`` cuts this step's part out
-of a value stacked over time.
+``replay``, ...) holds names and values for the whole loop. :class:`ScanStep` translates:
+``select`` cuts this step's part out of a value stacked over time (nested loops
+included), and ``site_name`` gives a body site's name where that handler stands.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from jax.custom_batching import custom_vmap
 from plait import Message, Messenger, PlateFrame, StashKey, plate_batch_shape
 from plait.errors import SiteError
 
-__all__ = ["ScanContext", "ScanStep", "active_context", "mark_sites"]
+__all__ = ["ScanContext", "ScanStep", "active_context", "current_loop", "mark_sites"]
 
 _SITE_CONTEXT: StashKey[ScanContext] = StashKey()
 """The innermost loop body a site was created in (set by :class:`mark_sites`)."""
@@ -34,6 +33,16 @@ _ACTIVE: ContextVar[ScanContext | None] = ContextVar("plait_scan_context", defau
 def active_context() -> ContextVar[ScanContext | None]:
     """The context variable holding the loop body being traced now (``None`` outside)."""
     return _ACTIVE
+
+
+def current_loop() -> ScanContext | None:
+    """The loop step whose body is being traced now, or ``None`` outside every loop.
+
+    Example:
+        >>> current_loop() is None
+        True
+    """
+    return _ACTIVE.get()
 
 
 @dataclass(eq=False)
@@ -54,10 +63,9 @@ class ScanContext:
             ``index`` batched as ``arange(length)``), not inside ``lax.scan``.
 
     Example:
-        >>> from plait.handlers import scope
-        >>> context = ScanContext("f", 10, 0, (scope(prefix="a"),), (), None)
-        >>> context.outer_name("x")
-        'a/x'
+        >>> context = ScanContext("f", 10, 0, (), (), None)
+        >>> context.length
+        10
     """
 
     name: str
@@ -67,12 +75,6 @@ class ScanContext:
     frames: tuple[PlateFrame, ...]
     parent: ScanContext | None
     vectorised: bool = False
-
-    def outer_name(self, name: str) -> str:
-        """``name`` after every renaming handler this loop's message reached."""
-        for handler in reversed(self.handled_by):
-            name = handler.rename_site(name)
-        return name
 
 
 class mark_sites(Messenger[..., Any]):
@@ -87,24 +89,23 @@ class mark_sites(Messenger[..., Any]):
 
 
 class ScanStep:
-    """A :class:`plait.ControlFlowStep` for the handler ``handled_by[position]`` of a scan.
-
-    ``inner`` are the handlers between the asking handler and the loop (renames there
-    apply to names the asking handler sees).
+    """The :class:`plait.ControlFlowStep` a handler outside a loop builds its body form from.
 
     Example:
         >>> import jax.numpy as jnp
         >>> from plait import Message
-        >>> context = ScanContext("f", 3, jnp.asarray(1), (), (), None)
-        >>> step = ScanStep(context, ())
+        >>> step = ScanStep(ScanContext("f", 3, jnp.asarray(1), (), (), None))
         >>> site = Message(type="deterministic", name="d", value=jnp.zeros(()))
         >>> step.select(site, jnp.array([10.0, 11.0, 12.0]))
         Array(11., dtype=float32)
     """
 
-    def __init__(self, context: ScanContext, inner: Sequence[Messenger[Any, Any]]) -> None:
+    def __init__(self, context: ScanContext) -> None:
         self.context = context
-        self.inner = tuple(inner)
+
+    @property
+    def label(self) -> str:
+        return f"scan '{self.context.name}'"
 
     @property
     def length(self) -> int:
@@ -125,14 +126,9 @@ class ScanStep:
         return chain if context is self.context else []
 
     def site_name(self, msg: Message) -> str:
-        name = msg.name
-        if name is None:
-            return ""
-        for context in self._chain(msg):
-            name = context.outer_name(name)
-        for handler in reversed(self.inner):
-            name = handler.rename_site(name)
-        return name
+        # Renaming handlers (scope) act inside loops, and a body form sees a site after
+        # every handler inside it: the site's own name is the one seen here.
+        return msg.name or ""
 
     # -- values --------------------------------------------------------------------------
     def select(self, msg: Message, value: Any) -> Any:
