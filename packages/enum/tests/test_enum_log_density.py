@@ -155,24 +155,52 @@ def test_jit_and_grad_match_closed_form() -> None:
     np.testing.assert_allclose(g, expected_grad, rtol=1e-4)
 
 
-def test_hook_answers_only_for_enumerated_models() -> None:
+def test_hook_runs_the_model_once_and_sums_plain_models_plainly() -> None:
     data = jnp.asarray(DATA, jnp.float32)
+    runs = []
 
     def plain(data: Any) -> None:
+        runs.append(1)
         mu = sample("mu", dist.Normal(0.0, 1.0))
         with plate("data", len(data)):
             sample("y", dist.Normal(mu, 1.0), obs=data)
 
     from plait.enum._plugin import plait_log_density
 
-    assert plait_log_density(plain, (data,), {}, {"mu": 0.0}) is None
-    enumerated = config_enumerate(lambda d: gmm(sample, plate, d))
+    value, _ = plait_log_density(plain, (data,), {}, {"mu": 0.0})
+    expected = normal_lp(0.0, 0.0) + normal_lp(0.0, DATA).sum()
+    np.testing.assert_allclose(value, expected, rtol=RTOL)
+    assert len(runs) == 1
+
+    def counted(d: Any) -> None:
+        runs.append(1)
+        gmm(sample, plate, d)
+
+    runs.clear()
+    enumerated = config_enumerate(counted)
     answer = plait_log_density(enumerated, (data,), {}, {})
-    assert answer is not None
     np.testing.assert_allclose(answer[0], gmm_exact(DATA), rtol=RTOL)
     registered = _plugins.log_density(enumerated, (data,), {}, {})
     assert registered is not None
     np.testing.assert_allclose(registered[0], gmm_exact(DATA), rtol=RTOL)
+    assert len(runs) == 2  # one run per evaluation
+
+
+def test_a_plate_deeper_than_the_guess_runs_again_once_then_is_remembered() -> None:
+    data = np.asarray(jax.random.normal(jax.random.key(0), (4, 3)))
+    runs = []
+
+    def model(data: Any) -> None:
+        runs.append(1)
+        nested(data)
+
+    enumerated = config_enumerate(model)
+    first = log_density(enumerated, (jnp.asarray(data, jnp.float32),))[0]
+    assert len(runs) == 3  # the guess (-1) fails at plate 'a', a plain run, the right run
+    runs.clear()
+    again = log_density(config_enumerate(model), (jnp.asarray(data, jnp.float32),))[0]
+    assert len(runs) == 1
+    np.testing.assert_allclose(first, again, rtol=1e-6)
 
 
 def test_substituted_discrete_site_is_not_enumerated() -> None:

@@ -24,7 +24,7 @@ from jax import Array
 
 from plait.enum._contract import Contraction, Plate, backward, contract
 from plait.enum._factors import Factor, align, select, total
-from plait.enum._scan_enum import ScanRecord
+from plait.enum._record import ScanRecord
 from plait.errors import PlaitError
 from plait.kernels import (
     FactoredSteps,

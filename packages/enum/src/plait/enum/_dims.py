@@ -10,11 +10,12 @@ of length ``T`` runs in ``history + 1`` dims instead of ``T``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from plait import PlateFrame
 from plait.errors import SiteError
 
 __all__ = ["MAX_DIMS", "DimState", "Frame", "current_state"]
@@ -37,16 +38,37 @@ class DimState:
     """The frames of one enumerated run and the dims they hold.
 
     ``first_available_dim`` is the rightmost dim enumeration may use; plates use the dims
-    to its right. ``retired`` holds dims that carry a value no site may depend on any more
-    (the final carry of an enumerated ``scan``), with the reason.
+    to its right. With ``automatic``, no one chose it: the first enumerated site picks it
+    from the plates seen so far (``nesting``, the deepest plate nesting seen). ``guessed``:
+    it was not given by the user, so the run is checked against the nesting of the whole
+    model afterwards (and run again with the right one). ``retired`` holds dims
+    that carry a value no site may depend on any more (the final carry of an enumerated
+    ``scan``), with the reason.
     """
 
-    def __init__(self, first_available_dim: int) -> None:
+    def __init__(self, first_available_dim: int, *, automatic: bool = False) -> None:
         self.first_available_dim = first_available_dim
+        self.automatic = automatic
+        self.guessed = automatic
+        self.nesting = 0
         self.stack: list[Frame] = [Frame()]
         self.retired: dict[int, str] = {}
         self._version = 0
         self._snapshot: tuple[int, dict[int, str]] | None = None
+
+    def note(self, frames: Sequence[PlateFrame]) -> None:
+        """Record the plates of a site (for the deepest nesting of the run)."""
+        for f in frames:
+            if -f.dim > self.nesting:
+                self.nesting = -f.dim
+
+    def choose_first_dim(self, frames: Sequence[PlateFrame]) -> None:
+        """Fix an automatic ``first_available_dim`` at the first enumerated site: one left
+        of every plate seen so far, ``frames`` (that site's plates) included."""
+        if self.automatic:
+            self.note(frames)
+            self.first_available_dim = -self.nesting - 1
+            self.automatic = False
 
     @property
     def current(self) -> Frame:

@@ -12,12 +12,11 @@ from jax import Array
 
 from plait import Trace, current_stack, prng_key
 from plait.enum._contract import backward
-from plait.enum._enum import ENUM_DIM
 from plait.enum._factors import Factor, align
+from plait.enum._keys import ENUM_DIM, SCAN_SITE
 from plait.enum._log_density import enumerated_trace, solve
-from plait.enum._probe import model_info
 from plait.enum._problem import build_problem
-from plait.enum._scan_body import SCAN_RECORD, SCAN_SITE
+from plait.enum._record import ScanRecord
 from plait.errors import HandlerError
 from plait.handlers import block, substitute
 
@@ -72,8 +71,6 @@ def sample_posterior(
                 "infer_discrete(temperature=1) draws random values: pass rng_key=... or run "
                 "the model under plait.handlers.seed."
             )
-    if first_available_dim is None:
-        first_available_dim = model_info(fn, model_args, model_kwargs, {}).first_available_dim
     with block():
         tr, _ = enumerated_trace(fn, model_args, model_kwargs, {}, first_available_dim)
     return posterior_values(tr, key if temperature == 1 else None)
@@ -82,7 +79,7 @@ def sample_posterior(
 def posterior_values(tr: Trace, key: Array | None) -> dict[str, Array]:
     """Draw (``key``) or maximise (``None``) the enumerated sites of an enumerated trace."""
     semiring = "max" if key is None else "log"
-    problem = build_problem(tr, SCAN_RECORD)
+    problem = build_problem(tr)
     contraction, chains = solve(problem, semiring)
     chain_keys: list[Array | None] = [None] * len(chains)
     if key is not None:
@@ -92,7 +89,7 @@ def posterior_values(tr: Trace, key: Array | None) -> dict[str, Array]:
     data: dict[str, Array] = {}
     # Per scan and body site: its value at each unrolled step, and the stacked name.
     steps: dict[tuple[int, str], dict[int, tuple[str, Array]]] = {}
-    records: dict[int, Any] = {}
+    records: dict[int, ScanRecord] = {}
     for var, site in problem.sites.items():
         assert site.name is not None
         index = layout(values[var], problem.plate_dims)
@@ -108,9 +105,9 @@ def posterior_values(tr: Trace, key: Array | None) -> dict[str, Array]:
     for name, site in tr.items():
         where = site.stash.get(SCAN_SITE)
         if where is not None:
-            records[id(where[0])] = where[0]
-            if where[2] < 0:
-                stacked_names[(id(where[0]), where[1])] = name
+            records[id(where.record)] = where.record
+            if where.step < 0:
+                stacked_names[(id(where.record), where.body_name)] = name
     drawn: dict[int, dict[str, Factor]] = {}
     for chain, chain_key in zip(chains, chain_keys, strict=True):
         drawn[id(chain.record)] = chain.draw(values, chain_key)
@@ -130,7 +127,7 @@ def posterior_values(tr: Trace, key: Array | None) -> dict[str, Array]:
 
 
 def _merge_scan(
-    record: Any,
+    record: ScanRecord,
     steps: dict[tuple[int, str], dict[int, tuple[str, Array]]],
     stacked_names: dict[tuple[int, str], str],
     drawn: dict[str, Factor],

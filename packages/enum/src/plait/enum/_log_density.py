@@ -1,24 +1,69 @@
-"""The log density of a model with its enumerated sites summed out."""
+"""The log density of a model with its enumerated sites summed out, from one run.
+
+The model runs once under :class:`~plait.enum.enum`. Where no one gave
+``first_available_dim``, enumeration must use the dims left of *every* plate of the model
+(as NumPyro's ``max_plate_nesting``), which is only known once the model has run: the run
+starts from the nesting this model had last time (or, the first time, the plates seen
+before the first enumerated site), and is repeated with the right dim in the rare case the
+model's nesting turns out different (after a plain run that finds it, ``_nesting.py``, if
+the guess made the run fail). A remembered nesting can cost a second run, never a
+different result.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jax import Array
 
-from plait import Trace
-from plait.enum._chain import chain_factors
+from plait import Messenger, Trace, log_prob_sum
+from plait.enum._chain import Chain, chain_factors
 from plait.enum._contract import Contraction, contract
+from plait.enum._dims import _STATE, MAX_DIMS, DimState
 from plait.enum._enum import enum
 from plait.enum._factors import Factor
-from plait.enum._probe import model_info
+from plait.enum._keys import ENUM_DIM, SCAN_RECORD
+from plait.enum._nesting import plate_nesting
 from plait.enum._problem import Problem, build_problem
-from plait.enum._scan_body import SCAN_RECORD
-from plait.errors import PlaitError, format_shapes
+from plait.errors import PlaitError, SiteError, format_shapes
 from plait.handlers import substitute, trace
 
 __all__ = ["enumerated_trace", "log_density", "maybe_log_density", "solve"]
+
+_NESTING: weakref.WeakKeyDictionary[Callable[..., Any], int] = weakref.WeakKeyDictionary()
+"""The plate nesting each model function had on its last enumerated run."""
+
+
+def _innermost(model: Callable[..., Any]) -> Callable[..., Any]:
+    """The function a chain of handlers (and ``functools.partial``) wraps."""
+    while True:
+        if isinstance(model, Messenger) and model.fn is not None:
+            model = model.fn
+        elif isinstance(model, functools.partial):
+            model = model.func
+        else:
+            return model
+
+
+def _remembered(model: Callable[..., Any]) -> int | None:
+    try:
+        return _NESTING.get(_innermost(model))
+    except TypeError:  # not weak-referenceable
+        return None
+
+
+def _remember(model: Callable[..., Any], nesting: int) -> None:
+    with contextlib.suppress(TypeError):  # not weak-referenceable
+        _NESTING[_innermost(model)] = nesting
+
+
+def enumerates(tr: Trace) -> bool:
+    """Whether a trace run under ``enum`` has enumerated sites."""
+    return any(ENUM_DIM in site.stash or SCAN_RECORD in site.stash for site in tr.values())
 
 
 def enumerated_trace(
@@ -26,16 +71,46 @@ def enumerated_trace(
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
     params: Mapping[str, Any],
-    first_available_dim: int | None,
+    first_available_dim: int | None = None,
 ) -> tuple[Trace, Any]:
-    """Run ``model`` with ``params`` substituted and its discrete sites enumerated."""
+    """Run ``model`` with ``params`` substituted and its discrete sites enumerated, on the
+    dims left of every plate of the model unless ``first_available_dim`` says otherwise."""
     run = substitute(model, data=params) if params else model
-    with trace() as tr:
-        result = enum(run, first_available_dim=first_available_dim)(*model_args, **model_kwargs)
-    return tr, result
+    guess = first_available_dim
+    if guess is None:
+        nesting = _remembered(model)
+        guess = None if nesting is None else -nesting - 1
+    for _ in range(MAX_DIMS):
+        state = DimState(-1 if guess is None else guess, automatic=guess is None)
+        state.guessed = first_available_dim is None
+        token = _STATE.set(state)
+        try:
+            with trace() as tr:
+                result = enum(run)(*model_args, **model_kwargs)
+        except SiteError:
+            # Perhaps a plate deeper than the guess met an enumerated dim: find the model's
+            # nesting with a plain run, and run again left of it if that changes the dim.
+            if not state.guessed:
+                raise
+            nesting = plate_nesting(model, model_args, model_kwargs, params)
+            if -nesting - 1 >= state.first_available_dim:
+                raise
+            guess = -nesting - 1
+            continue
+        finally:
+            _STATE.reset(token)
+        right = -state.nesting - 1
+        wrong = state.guessed and not state.automatic and state.first_available_dim != right
+        if wrong and enumerates(tr):
+            guess = right
+            continue
+        if state.guessed:
+            _remember(model, state.nesting)
+        return tr, result
+    raise PlaitError("plait.enum: the model's plate nesting changed on every run.")
 
 
-def solve(problem: Problem, semiring: str = "log") -> tuple[Contraction, list[Any]]:
+def solve(problem: Problem, semiring: str = "log") -> tuple[Contraction, list[Chain]]:
     """Contract a problem: its scans reduced to chain factors, then every variable.
 
     Returns the global contraction and, per scan, what its backward pass needs.
@@ -94,8 +169,8 @@ def log_density(
     """
     kwargs = {} if model_kwargs is None else model_kwargs
     values = {} if params is None else params
-    info = model_info(model, tuple(model_args), kwargs, values)
-    return _log_density(model, tuple(model_args), kwargs, values, info.first_available_dim)
+    tr, _ = enumerated_trace(model, tuple(model_args), kwargs, values)
+    return _contracted(tr), tr
 
 
 def maybe_log_density(
@@ -103,29 +178,25 @@ def maybe_log_density(
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
     params: Mapping[str, Any],
-) -> tuple[Array, Trace] | None:
-    """:func:`log_density`, or ``None`` when the model enumerates nothing (the hook)."""
-    info = model_info(model, model_args, model_kwargs, params)
-    if not info.has_enum:
-        return None
-    return _log_density(model, model_args, model_kwargs, params, info.first_available_dim)
-
-
-def _log_density(
-    model: Callable[..., Any],
-    model_args: tuple[Any, ...],
-    model_kwargs: Mapping[str, Any],
-    params: Mapping[str, Any],
-    first_available_dim: int | None,
 ) -> tuple[Array, Trace]:
-    tr, _ = enumerated_trace(model, model_args, model_kwargs, params, first_available_dim)
+    """:func:`log_density` for the ``plait_log_density`` hook: one run of the model; a run
+    that enumerated nothing is summed plainly (:func:`plait.log_prob_sum`)."""
+    tr, _ = enumerated_trace(model, model_args, model_kwargs, params)
+    if not enumerates(tr):
+        return log_prob_sum(tr), tr
+    return _contracted(tr), tr
+
+
+def _contracted(tr: Trace) -> Array:
+    if not enumerates(tr):
+        return log_prob_sum(tr)
     try:
-        problem = build_problem(tr, SCAN_RECORD)
+        problem = build_problem(tr)
         contraction, _ = solve(problem)
     except PlaitError:
         raise
     except (ValueError, TypeError) as error:
-        raise PlaitError(
-            f"plait.enum.log_density failed: {error}\nThe trace:\n{format_shapes(tr)}"
+        raise SiteError(
+            None, f"plait.enum.log_density failed: {error}\nThe trace:\n{format_shapes(tr)}"
         ) from error
-    return contraction.log_value(), tr
+    return contraction.log_value()

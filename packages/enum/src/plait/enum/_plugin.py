@@ -1,8 +1,7 @@
 """plait-enum's hook implementations (the ``plait`` entry point ``enum``).
 
-``plait_log_density`` answers for models with enumerated sites (summing them out) and
-returns ``None`` for the others, so plait-infer's plain sum answers; the decision is
-cached per model and argument structure (one probe run per model).
+``plait_log_density`` runs the model once under ``enum``: enumerated sites are summed out,
+and a run that enumerated nothing is summed plainly (so the model never runs twice).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def plait_log_density(
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
     params: Mapping[str, Any],
-) -> tuple[Array, Trace] | None:
+) -> tuple[Array, Trace]:
     from plait.enum._log_density import maybe_log_density
 
     return maybe_log_density(model, model_args, model_kwargs, params)

@@ -1,4 +1,4 @@
-"""The handlers an enumerated ``scan`` body runs under, and what it records.
+"""The handlers an enumerated ``scan`` body runs under, besides the loop's body forms.
 
 :class:`enum_body` enumerates the body's discrete sites in the current markov frame
 (allocating each under ``prefix + name``, so the variable of lag ``k`` is called
@@ -8,37 +8,21 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Final
+from typing import Any
 
-from plait import Message, Messenger, StashKey
+from plait import Message, Messenger
 from plait.enum._dims import DimState
-from plait.enum._enum import (
-    DIM_NAMES,
-    _check_plate_dims,
-    _config_enumerate_fn,
+from plait.enum._keys import DIM_NAMES
+from plait.enum._site_enum import (
+    check_plate_dims,
+    enumerate_config,
     enumerate_site,
     wants_enumeration,
 )
 from plait.errors import SiteError
 from plait.handlers import infer_config
 
-__all__ = [
-    "SCAN_RECORD",
-    "SCAN_SITE",
-    "config_form",
-    "detect_form",
-    "enclosing_loop",
-    "enum_body",
-    "is_scan",
-]
-
-SCAN_RECORD: Final[StashKey[Any]] = StashKey()
-"""On the stacked sites an enumerated scan sends after its loop: the scan's record.
-Such sites are summed out through the record (a chain), not one by one."""
-
-SCAN_SITE: Final[StashKey[tuple[Any, str, int]]] = StashKey()
-"""On every site an enumerated scan sends: ``(record, name in the body, step)``;
-``step`` is the logical step of an unrolled (``_PREV_``) site, -1 for stacked ones."""
+__all__ = ["config_form", "detect_form", "enum_body"]
 
 
 class enum_body(Messenger[..., Any]):
@@ -50,8 +34,9 @@ class enum_body(Messenger[..., Any]):
         super().__init__()
 
     def process_sample(self, msg: Message) -> None:
+        self.state.note(msg.cond_indep_stack)
         if wants_enumeration(msg):
-            _check_plate_dims(msg, self.state, enumerating=True)
+            check_plate_dims(msg, self.state, enumerating=True)
             name = msg.name
             msg.name = self.prefix + (name or "?")
             try:
@@ -81,22 +66,9 @@ class _detect(Messenger[..., Any]):
             self.found.append(msg.name)
 
 
-def enclosing_loop() -> Any:
-    """The loop body being traced now (for a loop nested in another one), or ``None``."""
-    from plait.control_flow import active_context
-
-    return active_context().get()
-
-
-def is_scan(msg: Message) -> bool:
-    """Whether a ``control_flow`` message is a ``scan`` (``args == (f, init, xs)``,
-    ``length`` and ``reverse`` in ``kwargs``: the message plait-control-flow sends)."""
-    return len(msg.args) == 3 and "length" in msg.kwargs and "reverse" in msg.kwargs
-
-
 def config_form() -> Messenger[Any, Any]:
     """``config_enumerate`` inside the body (NumPyro enumerates every discrete body site)."""
-    return infer_config(config_fn=functools.partial(_config_enumerate_fn, "parallel"))
+    return infer_config(config_fn=functools.partial(enumerate_config, "parallel"))
 
 
 def detect_form(found: list[str]) -> Messenger[Any, Any]:

@@ -1,51 +1,25 @@
 """An enumerated scan's vectorised step, turned into its record and its stacked sites.
 
-The record (:class:`plait.enum._scan_enum.ScanRecord`) keeps each body site's log-factor
+The record (:class:`plait.enum._record.ScanRecord`) keeps each body site's log-factor
 over the vectorised steps, named by the variables and plates of its dims; the stacked
-sites are the messages ``scan`` sends again after the loop (marked with the record, so
-the log density sums them through it rather than one by one).
+sites are the messages ``scan`` sends after the loop (marked with the record, so the log
+density sums them through it rather than one by one).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from plait import Message, Trace
-from plait.control_flow import stacked_sites
-from plait.enum._contract import Plate
-from plait.enum._enum import DIM_NAMES, ENUM_DIM
-from plait.enum._problem import name_axes, to_factor
-from plait.enum._scan_body import SCAN_RECORD, SCAN_SITE
+from plait.control_flow.plugin_api import SitePayload, SiteSkeleton, stacked_sites
+from plait.enum._keys import DIM_NAMES, ENUM_DIM, SCAN_RECORD, SCAN_SITE, ScanSite
+from plait.enum._record import ScanRecord
+from plait.enum._sites import name_axes, plates_of, to_factor
 
-if TYPE_CHECKING:
-    from plait.enum._scan_enum import ScanRecord
-
-__all__ = ["Flagged", "finish", "plates_of", "promote_fn"]
-
-
-def plates_of(trace: Trace) -> tuple[dict[str, Plate], dict[str, int]]:
-    full = {n: int(m.args[0]) for n, m in trace.items() if m.type == "plate" and m.args}
-    plates: dict[str, Plate] = {}
-    dims: dict[str, int] = {}
-    for msg in trace.values():
-        for f in msg.cond_indep_stack:
-            size = full.get(f.name, f.size)
-            plates[f.name] = Plate(f.size, size / f.size if size != f.size else 1.0)
-            dims[f.name] = f.dim
-    return plates, dims
-
-
-def promote_fn(fn: Any, value: Any) -> Any:
-    """``fn`` with size-1 dims prepended to its parameters, so that its batch rank is the
-    value's (as NumPyro's enumerated scan records its sites)."""
-    missing = jnp.ndim(value) - len(fn.event_shape) - len(fn.batch_shape)
-    if missing <= 0:
-        return fn
-    pad = (1,) * missing
-    return jax.tree_util.tree_map(lambda a: jnp.reshape(a, pad + jnp.shape(a)), fn)
+__all__ = ["Flagged", "finish"]
 
 
 class Flagged:
@@ -71,12 +45,12 @@ def _is_flagged(x: Any) -> bool:
 def finish(
     record: ScanRecord,
     trace: Trace,
-    skeletons: Any,
+    skeletons: dict[str, SiteSkeleton],
     carry_out: Any,
     ys: Any,
     lps: dict[str, Flagged],
     supports: dict[str, Flagged],
-    payloads: Any,
+    payloads: dict[str, SitePayload],
     seq_final: dict[int, Any],
 ) -> tuple[Any, Any, dict[str, Message]]:
     """The final carry, the stacked ``ys``, and the stacked sites; fills ``record``."""
@@ -115,7 +89,7 @@ def finish(
     stacked_payloads = jax.tree_util.tree_map(stacked, payloads, is_leaf=_is_flagged)
     sites = stacked_sites(skeletons, stacked_payloads, steps, record.name)
     for name, site in sites.items():
-        site.stash[SCAN_SITE] = (record, name, -1)
+        site.stash[SCAN_SITE] = ScanSite(record, name, -1)
         if site.type == "sample":
             site.stash[SCAN_RECORD] = record
             body = trace.get(name)

@@ -16,7 +16,8 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform, biject_to
 from numpyro.distributions.util import sum_rightmost
 
-from plait import REEMITTED, ControlFlowStep, Message, Messenger, Trace, _plugins, factor
+from plait import ControlFlowStep, Message, Messenger, Trace, _plugins, factor, log_prob_sum
+from plait import site_log_prob as plait_site_log_prob
 from plait.errors import SiteError, format_shapes
 from plait.handlers import substitute, trace
 
@@ -118,7 +119,8 @@ def sum_log_density(
 
 
 def sum_trace(tr: Trace) -> Array:
-    """The sum over the sample sites of ``tr`` of ``scale * log_prob(value)``.
+    """The sum over the sample sites of ``tr`` of ``scale * log_prob(value)``
+    (:func:`plait.log_prob_sum`).
 
     Example:
         >>> import numpyro.distributions as dist
@@ -129,31 +131,19 @@ def sum_trace(tr: Trace) -> Array:
         >>> float(sum_trace(tr))
         -0.9189...
     """
-    total: Any = 0.0
-    for name, site in tr.items():
-        if site.type != "sample":
-            continue
-        total = total + jnp.sum(site_log_prob(tr, name, site))
-    return jnp.asarray(total)
+    return log_prob_sum(tr)
 
 
 def site_log_prob(tr: Trace, name: str, site: Message) -> Array:
     """``scale * log_prob(value[, intermediates])`` of one sample site of ``tr``."""
     try:
-        if site.intermediates:
-            lp = site.fn.log_prob(site.value, site.intermediates)
-        else:
-            lp = site.fn.log_prob(site.value)
+        return plait_site_log_prob(site)
     except (ValueError, TypeError, IndexError) as error:
         raise SiteError(
             name,
             f"the log density of site '{name}' failed: {type(error).__name__}: {error}\n"
             f"The model's sites:\n{format_shapes(tr)}",
         ) from error
-    scale = site.scale
-    if scale is not None and not (isinstance(scale, int | float) and scale == 1):
-        lp = scale * lp
-    return lp  # type: ignore[no-any-return]
 
 
 class _refuse_enumeration(Messenger[..., Any]):
@@ -222,7 +212,7 @@ class unconstrained(Messenger[..., Any]):
 
     def process_message(self, msg: Message) -> None:
         name = msg.name
-        if name is None or msg.stash.get(REEMITTED):
+        if name is None:
             return
         value = self.params.get(name)
         if value is not None:
