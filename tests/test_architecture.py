@@ -27,7 +27,7 @@ def _owner(module: str) -> str:
         return "core"
     sub = parts[1]
     plugin_dirs = {
-        p.name for p in (PACKAGES.glob("*/src/plait/*")) if p.is_dir() and not p.name.startswith("_")
+        p.name for p in PACKAGES.glob("*/src/plait/*") if p.is_dir() and not p.name.startswith("_")
     }
     return sub if sub in plugin_dirs and sub != "kernels" else "core"
 

@@ -37,7 +37,7 @@ def _model(sample: Any, scan: Any, history: int, two_sites: bool, reverse: bool)
             return new, level
 
         init = tuple([0] * history) if history > 1 else 0
-        last, levels = scan(step, init, None, length=T, history=history, reverse=reverse)
+        last, _ = scan(step, init, None, length=T, history=history, reverse=reverse)
         return last
 
     return model
