@@ -23,10 +23,16 @@ from plait.control_flow._cache import CacheInfo as CacheInfo
 from plait.control_flow._cache import cache_clear as _cache_clear
 from plait.control_flow._cache import cache_info as _cache_info
 from plait.control_flow._cache import set_cache_enabled as _set_cache_enabled
+from plait.control_flow._errors import ControlFlowError as ControlFlowError
+from plait.control_flow._errors import ControlFlowIndexError as ControlFlowIndexError
+from plait.control_flow._errors import ControlFlowTypeError as ControlFlowTypeError
 from plait.control_flow._scan import scan as scan
 
 __all__ = [
     "CacheInfo",
+    "ControlFlowError",
+    "ControlFlowIndexError",
+    "ControlFlowTypeError",
     "__version__",
     "scan",
     "scan_cache_clear",

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax, random
 
 from plait import Message, Messenger
+from plait.control_flow import ControlFlowTypeError
 from plait.control_flow.plugin_api import ScanCall, ScanResult, StepResult
 from plait.enum._deps import dependencies
 from plait.enum._dims import DimState, Frame
@@ -35,7 +36,7 @@ from plait.enum._scan_steps import (
     step_aval,
     trace_pass,
 )
-from plait.errors import PlaitError, SiteError
+from plait.errors import SiteError
 from plait.handlers import scope
 
 __all__ = ["enumerates", "run_enumerated_scan"]
@@ -172,11 +173,9 @@ class _EnumeratedScan:
                 name, lag = name[len("_PREV_") :], lag + 1
             if name in bases and lag <= h:
                 target[dim] = period[(length - 1 - lag) % (h + 1)][bases.index(name)]
-        init_ranks = [jnp.ndim(leaf) for leaf in jax.tree_util.tree_leaves(self.call.init)]
+        plates = -state.first_available_dim - 1  # the dims right of enumeration's
         leaves, treedef = jax.tree_util.tree_flatten(final)
-        moved = [
-            _move_dims(leaf, target, rank) for leaf, rank in zip(leaves, init_ranks, strict=True)
-        ]
+        moved = [_move_dims(leaf, target, min(plates, jnp.ndim(leaf))) for leaf in leaves]
         return jax.tree_util.tree_unflatten(treedef, moved)
 
     def unroll(self, sites: dict[str, Message]) -> tuple[Any, list[Any], list[Any]]:
@@ -307,7 +306,7 @@ class _EnumeratedScan:
         if seq:
             first = jax.tree_util.tree_leaves(carries_in[start] if h > 0 else carry_u)
             if len(first) != n_c:
-                raise PlaitError(
+                raise ControlFlowTypeError(
                     f"scan '{record.name}': the carry changes structure between steps, which "
                     "enumeration supports only for a carry without a step counter."
                 )
@@ -340,8 +339,8 @@ class _EnumeratedScan:
 
 def _move_dims(leaf: Any, target: dict[int, int], rank: int) -> Any:
     """``leaf`` with each of its dims in ``target`` (size > 1) moved to the target dim; other
-    dims keep their places; leading size-1 dims beyond what is needed (and beyond the
-    carry's own ``rank``) are dropped."""
+    dims keep their places; leading size-1 dims beyond what is needed (and beyond ``rank``,
+    the plate dims the leaf has) are dropped."""
     shape = jnp.shape(leaf)
     src = [k - len(shape) for k, n in enumerate(shape) if n != 1 and k - len(shape) in target]
     if not src:
