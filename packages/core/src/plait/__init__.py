@@ -16,6 +16,7 @@ from plait._distribution import as_distribution as as_distribution
 from plait._message import REEMITTED as REEMITTED
 from plait._message import InferDict as InferDict
 from plait._message import Message as Message
+from plait._message import MessageKey as MessageKey
 from plait._message import MessageType as MessageType
 from plait._message import PlateFrame as PlateFrame
 from plait._message import Stash as Stash
@@ -41,10 +42,16 @@ from plait._runtime import current_stack as current_stack
 from plait._runtime import default_process_message as default_process_message
 from plait._runtime import isolated_stack as isolated_stack
 from plait._unit import Unit as Unit
+from plait.errors import ConfigError as ConfigError
+from plait.errors import HandlerAssertionError as HandlerAssertionError
 from plait.errors import HandlerError as HandlerError
+from plait.errors import HandlerTypeError as HandlerTypeError
 from plait.errors import PlaitError as PlaitError
 from plait.errors import PluginLoadWarning as PluginLoadWarning
+from plait.errors import SiteAssertionError as SiteAssertionError
 from plait.errors import SiteError as SiteError
+from plait.errors import SiteRuntimeError as SiteRuntimeError
+from plait.errors import SiteTypeError as SiteTypeError
 from plait.errors import format_shapes as format_shapes
 from plait.hookspecs import PluginInfo as PluginInfo
 from plait.hookspecs import hookimpl as hookimpl
@@ -52,18 +59,25 @@ from plait.hookspecs import hookspec as hookspec
 
 __all__ = [
     "REEMITTED",
-    "HandlerError",
+    "ConfigError",
     "ControlFlowStep",
     "Distribution",
+    "HandlerAssertionError",
+    "HandlerError",
+    "HandlerTypeError",
     "InferDict",
     "Message",
+    "MessageKey",
     "MessageType",
     "Messenger",
     "PlaitError",
     "PlateFrame",
     "PluginInfo",
     "PluginLoadWarning",
+    "SiteAssertionError",
     "SiteError",
+    "SiteRuntimeError",
+    "SiteTypeError",
     "Stash",
     "StashKey",
     "Trace",
