@@ -4,13 +4,26 @@ plait-core holds the primitives, the handler stack, the plugin hooks and the sha
 kernels (:mod:`plait.kernels`). Handlers (:mod:`plait.handlers`), ``scan``
 (:mod:`plait.control_flow`), enumeration (:mod:`plait.enum`), networks (:mod:`plait.nn`)
 and inference (:mod:`plait.infer`) are separately installed plugins.
+
+As with ``import numpyro``, ``import plait`` is enough to reach each installed
+subpackage (``plait.handlers.seed``, ``plait.infer.NUTS``): it is imported on first
+access, so ``import plait`` itself stays as cheap as before.
 """
 
+import importlib
+import importlib.util
 from pkgutil import extend_path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 __path__ = extend_path(__path__, __name__)
 
 from plait.__about__ import __version__ as __version__
+from plait._config import enable_validation as enable_validation
+from plait._config import enable_x64 as enable_x64
+from plait._config import set_host_device_count as set_host_device_count
+from plait._config import set_platform as set_platform
+from plait._config import validation_enabled as validation_enabled
 from plait._distribution import Distribution as Distribution
 from plait._distribution import as_distribution as as_distribution
 from plait._message import REEMITTED as REEMITTED
@@ -88,13 +101,15 @@ __all__ = [
     "current_stack",
     "default_process_message",
     "deterministic",
+    "enable_validation",
+    "enable_x64",
     "factor",
     "failed_plugins",
     "format_shapes",
     "get_mask",
-    "isolated_stack",
     "hookimpl",
     "hookspec",
+    "isolated_stack",
     "mutable",
     "param",
     "plate",
@@ -103,5 +118,55 @@ __all__ = [
     "plugins",
     "prng_key",
     "sample",
+    "set_host_device_count",
+    "set_platform",
     "subsample",
+    "validation_enabled",
 ]
+
+# -- installed subpackages as attributes, imported on first access (as numpyro.infer) ---
+_SUBPACKAGES = {
+    "control_flow": "plait-control-flow",
+    "enum": "plait-enum",
+    "gaussian": "plait-gaussian",
+    "handlers": "plait-handlers",
+    "infer": "plait-infer",
+    "kernels": "plait-core",
+    "nn": "plait-nn",
+}
+
+if TYPE_CHECKING:
+    # What IDEs and mypy see; the lazy __getattr__ below is hidden from them, so a typo
+    # such as ``plait.smaple`` stays a type error.
+    from plait import control_flow as control_flow
+    from plait import enum as enum
+    from plait import handlers as handlers
+    from plait import infer as infer
+    from plait import kernels as kernels
+    from plait import nn as nn
+else:
+
+    def __getattr__(name: str) -> ModuleType:
+        """``plait.<subpackage>``: import an installed subpackage on first access."""
+        distribution = _SUBPACKAGES.get(name)
+        if distribution is None and (
+            name.startswith("_")
+            or not name.isidentifier()
+            or importlib.util.find_spec(f"plait.{name}") is None
+        ):
+            raise AttributeError(f"module 'plait' has no attribute {name!r}")
+        try:
+            return importlib.import_module(f"plait.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"plait.{name}" or distribution is None:
+                raise  # the subpackage is there, but one of its own imports is missing
+            raise AttributeError(
+                f"plait.{name} is not installed: it ships in the distribution "
+                f"{distribution!r} (pip install {distribution})."
+            ) from None
+
+    def __dir__() -> list[str]:
+        installed = [
+            name for name in _SUBPACKAGES if importlib.util.find_spec(f"plait.{name}") is not None
+        ]
+        return sorted(set(globals()) | set(installed))
