@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 __path__ = extend_path(__path__, __name__)
 
+from plait import hooks as hooks
 from plait.__about__ import __version__ as __version__
 from plait._config import enable_validation as enable_validation
 from plait._config import enable_x64 as enable_x64
@@ -41,7 +42,10 @@ from plait._plate import plate as plate
 from plait._plate import plate_batch_shape as plate_batch_shape
 from plait._plate import plate_stack as plate_stack
 from plait._plugins import failed_plugins as failed_plugins
+from plait._plugins import plugin_manager as plugin_manager
 from plait._plugins import plugins as plugins
+from plait._plugins import register as register
+from plait._plugins import unregister as unregister
 from plait._primitives import deterministic as deterministic
 from plait._primitives import factor as factor
 from plait._primitives import get_mask as get_mask
@@ -108,6 +112,7 @@ __all__ = [
     "format_shapes",
     "get_mask",
     "hookimpl",
+    "hooks",
     "hookspec",
     "isolated_stack",
     "mutable",
@@ -115,12 +120,15 @@ __all__ = [
     "plate",
     "plate_batch_shape",
     "plate_stack",
+    "plugin_manager",
     "plugins",
     "prng_key",
+    "register",
     "sample",
     "set_host_device_count",
     "set_platform",
     "subsample",
+    "unregister",
     "validation_enabled",
 ]
 

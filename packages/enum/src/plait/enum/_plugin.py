@@ -3,12 +3,13 @@
 ``plait_log_density`` answers for models with enumerated sites (summing them out) and
 returns ``None`` for the others, so plait-infer's plain sum answers; the decision is
 cached per model and argument structure (one probe run per model).
+``plait_infer_discrete`` answers with :func:`plait.enum.infer_discrete`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from plait import PluginInfo, hookimpl
 
@@ -36,3 +37,19 @@ def plait_log_density(
     from plait.enum._log_density import maybe_log_density
 
     return maybe_log_density(model, model_args, model_kwargs, params)
+
+
+@hookimpl
+def plait_infer_discrete(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    temperature: int,
+    rng_key: Array | None,
+) -> Trace:
+    from plait.enum import infer_discrete
+    from plait.handlers import trace
+
+    # infer_discrete itself rejects a temperature other than 0 or 1.
+    drawn = infer_discrete(model, temperature=cast(Literal[0, 1], temperature), rng_key=rng_key)
+    return trace(drawn).get_trace(*model_args, **model_kwargs)
