@@ -155,7 +155,7 @@ if TYPE_CHECKING:
 else:
 
     def __getattr__(name: str) -> ModuleType:
-        """``plait.<subpackage>``: import an installed subpackage on first access."""
+        # plait.<subpackage>: import an installed subpackage on first access.
         distribution = _SUBPACKAGES.get(name)
         if distribution is None and (
             name.startswith("_")
