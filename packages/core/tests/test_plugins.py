@@ -237,3 +237,26 @@ def test_plugin_can_add_hook_specs_that_other_plugins_implement(
     fresh_plugins.append(_entry_point("spec", "plait_spec_plugin"))
     fresh_plugins.append(_entry_point("impl", "plait_impl_plugin"))
     assert plait.plugin_manager().hook.plait_greeting() == "hello"
+
+
+def test_registered_plugin_can_add_hook_specs_and_late_plugins_implement_them(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    class Specs:
+        @plait.hookspec(firstresult=True)
+        def plait_farewell(self) -> str:  # type: ignore[empty-body]
+            """A hook a hand-registered plugin declares."""
+
+    class Declares:
+        @hookimpl
+        def plait_addhooks(self, pluginmanager: Any) -> None:
+            pluginmanager.add_hookspecs(Specs)
+
+    class Implements:
+        @hookimpl
+        def plait_farewell(self) -> str:
+            return "bye"
+
+    plait.register(Declares(), name="declares")
+    plait.register(Implements(), name="implements")
+    assert plait.plugin_manager().hook.plait_farewell() == "bye"
