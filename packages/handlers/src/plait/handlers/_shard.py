@@ -154,7 +154,7 @@ class shard(Messenger[P, R]):
             parts[position] = axis
         if not used:
             return None
-        return PartitionSpec(*parts)
+        return PartitionSpec(*parts)  # type: ignore[no-untyped-call,unused-ignore]
 
     def _constrain(self, msg: Message, event_dim: int | None) -> None:
         if event_dim is None or not msg.cond_indep_stack or not hasattr(msg.value, "shape"):
@@ -172,7 +172,8 @@ class shard(Messenger[P, R]):
                 "Run the chains vectorised (chain_method='vectorized') when the devices "
                 "split the data."
             )
-        return jax.lax.with_sharding_constraint(msg.value, NamedSharding(self.mesh, spec))
+        sharding = NamedSharding(self.mesh, spec)
+        return jax.lax.with_sharding_constraint(msg.value, sharding)  # type: ignore[no-untyped-call,unused-ignore]
 
     # -- the sites -------------------------------------------------------------------------
     def postprocess_sample(self, msg: Message) -> None:

@@ -32,6 +32,10 @@ def _default_path() -> Path:
     return Path(base) / "plait" / "jax"
 
 
+def _update(name: str, value: object) -> None:
+    jax.config.update(name, value)  # type: ignore[no-untyped-call,unused-ignore]
+
+
 def enable_compilation_cache(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -77,10 +81,10 @@ def enable_compilation_cache(
         raise ValueError(f"min_compile_time_secs must be >= 0, got {min_compile_time_secs}.")
     where = Path(path).expanduser().resolve()
     where.mkdir(parents=True, exist_ok=True)
-    previous = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_enable_compilation_cache", True)
-    jax.config.update("jax_compilation_cache_dir", str(where))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
+    previous = jax.config.values["jax_compilation_cache_dir"]
+    _update("jax_enable_compilation_cache", True)
+    _update("jax_compilation_cache_dir", str(where))
+    _update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     if previous is not None and previous != str(where):
         # JAX opens its cache once; a new directory needs it reopened.
         compilation_cache.reset_cache()
