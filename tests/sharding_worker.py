@@ -26,7 +26,7 @@ from plait.handlers import seed, shard, trace
 from plait.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, log_density
 
 N, D, T = 64, 3, 5  # rows (16 a device), features, time steps
-SUBSAMPLE = 16
+SUBSAMPLE = 8  # a minibatch of 2 rows a device
 
 
 def regression(x: Any, y: Any) -> None:
@@ -108,6 +108,16 @@ def evaluate() -> dict[str, Any]:
         "compiled": compiled_shapes(value_and_grad(sharded), params, xs, yss),
         "compiled_unsharded": compiled_shapes(value_and_grad(regression), params, x, y),
     }
+
+    def elbo_grad(model: Any) -> Callable[..., Any]:
+        def loss(p: Any, a: Any, b: Any) -> Any:
+            return Trace_ELBO().loss(jax.random.key(1), p, model, subsampled_guide, a, b)
+
+        return jax.grad(loss)
+
+    out["compiled_subsampled"] = compiled_shapes(
+        elbo_grad(shard(subsampled, mesh, {"data": "data"})), {"loc": jnp.zeros(D)}, xs, yss
+    )
     out["predictive"] = tolist(
         [
             jax.jit(lambda a, b, m=m: Predictive(m, num_samples=3)(jax.random.key(2), a, b))(a, b)

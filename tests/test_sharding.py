@@ -85,6 +85,18 @@ def test_each_device_compiles_for_its_rows_and_all_reduces(evaluated: dict[str, 
     }
 
 
+def test_a_subsampled_sharded_plate_never_gathers_the_whole_data(
+    evaluated: dict[str, Any],
+) -> None:
+    # The ELBO gradient with subsample_size=8: each device holds its (N/4, D) rows, the
+    # 8 chosen rows are gathered (masked, all-reduced), never all N.
+    assert evaluated["compiled_subsampled"] == {
+        "all_reduce": True,
+        "full_rows": False,
+        "own_rows": True,
+    }
+
+
 def test_sharded_predictive_draws_what_the_unsharded_one_draws(evaluated: dict[str, Any]) -> None:
     unsharded, sharded = evaluated["predictive"]
     assert set(sharded) == {"w", "s", "z", "mean", "y"}
