@@ -33,7 +33,7 @@ from plait.kernels._kalman_types import (
     prepare,
     run_batched,
 )
-from plait.kernels._linalg import cholesky, mm, mt, mv
+from plait.kernels._linalg import mm, mt, mv
 from plait.kernels._rts import backward_elements, draw, smooth
 
 __all__ = ["kalman_filter", "kalman_sample", "kalman_smoother"]
@@ -103,8 +103,8 @@ def kalman_filter(
             total, means, lowers = sequential_filter(c, keep=True)
             assert means is not None and lowers is not None
             return KalmanFilterResult(total, means, mm(lowers, mt(lowers)))
-        total, means, covs = associative_filter(c)
-        return KalmanFilterResult(total, means, covs)
+        total, means, roots = associative_filter(c)
+        return KalmanFilterResult(total, means, mm(roots, mt(roots)))
 
     return cast(KalmanFilterResult, run_batched(one, chain, batched, batch_shape))
 
@@ -252,8 +252,7 @@ def _filter_roots(c: Chain, strategy: str) -> tuple[Array, Array, Array]:
         total, means, lowers = sequential_filter(c, keep=True)
         assert means is not None and lowers is not None
         return total, means, lowers
-    total, means, covs = associative_filter(c)
-    return total, means, cholesky(covs)
+    return associative_filter(c)
 
 
 def _empty_filter(c: Chain) -> KalmanFilterResult:

