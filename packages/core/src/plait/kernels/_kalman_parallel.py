@@ -112,9 +112,30 @@ def _combine(earlier: Element, later: Element) -> Element:
     return a, b, root, eta, j
 
 
+def _pack(element: Element) -> Array:
+    a, b, root, eta, j = element
+    return jnp.concatenate([a, b[..., None], root, eta[..., None], j], axis=-1)
+
+
+def _unpack(packed: Array) -> Element:
+    n = packed.shape[-2]
+    a, b, root = packed[..., :n], packed[..., n], packed[..., n + 1 : 2 * n + 1]
+    eta, j = packed[..., 2 * n + 1], packed[..., 2 * n + 2 :]
+    return a, b, root, eta, j
+
+
+def _packed_combine(earlier: Array, later: Array) -> Array:
+    return _pack(_combine(_unpack(earlier), _unpack(later)))
+
+
 def associative_filter(chain: Chain) -> tuple[Array, Array, Array]:
-    """The associative filter of one chain: ``(log-likelihood, means (T, n), roots (T, n, n))``."""
-    _, means, roots, _, _ = lax.associative_scan(_combine, _elements(chain))
+    """The associative filter of one chain: ``(log-likelihood, means (T, n), roots (T, n, n))``.
+
+    The five parts of an element travel as one ``(n, 3n + 2)`` array: the scan slices
+    and concatenates its operands at every level, and one operand instead of five
+    made the compilation measurably faster.
+    """
+    _, means, roots, _, _ = _unpack(lax.associative_scan(_packed_combine, _pack(_elements(chain))))
     return predictive_log_likelihood(chain, means, roots), means, roots
 
 

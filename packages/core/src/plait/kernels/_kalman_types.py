@@ -117,7 +117,7 @@ class Chain(NamedTuple):
 
     @property
     def num_steps(self) -> int:
-        return self.y.shape[0]
+        return self.y.shape[-2]
 
 
 _CORE_NDIMS = (1, 2, 3, 2, 3, 3, 2, 3, 2, 1)

@@ -35,10 +35,16 @@ def mt(a: Array) -> Array:
     return jnp.swapaxes(a, -1, -2)
 
 
+def _broadcast_batch(a: Array, b: Array) -> tuple[Array, Array]:
+    batch = jnp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return jnp.broadcast_to(a, batch + a.shape[-2:]), jnp.broadcast_to(b, batch + b.shape[-2:])
+
+
 def solve_lower(lower: Array, b: Array) -> Array:
-    """``lower⁻¹ b`` for a lower-triangular ``lower`` and a matrix ``b``."""
+    """``lower⁻¹ b`` for a lower-triangular ``lower`` and a matrix ``b`` (batch dims broadcast)."""
     if lower.shape[-1] == 1:
         return b / lower
+    lower, b = _broadcast_batch(lower, b)
     return lax.linalg.triangular_solve(lower, b, left_side=True, lower=True)
 
 
@@ -51,6 +57,7 @@ def solve_upper_t(lower: Array, b: Array) -> Array:
     """``lower⁻ᵀ b``: the solve with the transpose of a lower-triangular matrix."""
     if lower.shape[-1] == 1:
         return b / lower
+    lower, b = _broadcast_batch(lower, b)
     return lax.linalg.triangular_solve(lower, b, left_side=True, lower=True, transpose_a=True)
 
 

@@ -135,9 +135,14 @@ def _eqn_degrees(eqn: JaxprEqn, degrees: list[Degree]) -> list[Degree]:
     if all(d == 0 for d in degrees):
         return [0] * n_out
     if name in _INDEX_OPERANDS:
-        # Checked first: a comparison of the latent is broken, but the clearer
-        # message names the selection or the indexing that consumes it.
-        for i in _INDEX_OPERANDS[name](len(degrees)):
+        # A comparison of the latent is already broken, but the clearer message
+        # names the selection or the indexing that consumes it; a broken value
+        # operand came first and is named instead.
+        index = set(_INDEX_OPERANDS[name](len(degrees)))
+        earlier = _first_broken([d for i, d in enumerate(degrees) if i not in index])
+        if earlier is not None:
+            return [earlier] * n_out
+        for i in sorted(index):
             if degrees[i] != 0:
                 what = "a predicate" if name == "select_n" else "an index"
                 return [_Broken(name, f"`{name}` with {what} that depends on the previous latent")] * n_out
