@@ -60,7 +60,8 @@ AFFINE_CASES: dict[str, tuple[Callable[[Any, Any], jax.Array], np.ndarray, np.nd
     ),
     "custom_jvp_and_jit_of_inputs": (
         lambda x, i: jax.nn.softplus(i["u"]) * jax.jit(lambda a: a - x[0])(x),
-        np.diag(np.log1p(np.exp(np.asarray(U)))) - np.outer(np.log1p(np.exp(np.asarray(U))), [1, 0, 0]),
+        np.diag(np.log1p(np.exp(np.asarray(U))))
+        - np.outer(np.log1p(np.exp(np.asarray(U))), [1, 0, 0]),
         np.zeros(3),
     ),
     "indexing_with_input_index": (
@@ -104,7 +105,11 @@ NOT_AFFINE: dict[str, tuple[Callable[[Any, Any], jax.Array], str, str]] = {
     "sin": (lambda x, i: jnp.sin(x), "sin", "`sin` of the previous latent"),
     "square_by_mul": (lambda x, i: x * x, "mul", "`mul` of two terms that depend on"),
     "square_by_power": (lambda x, i: x**2, "integer_pow", "`integer_pow` (power 2)"),
-    "quadratic_form": (lambda x, i: (x @ i["phi"] @ x) * i["u"], "dot_general", "`dot_general` of two"),
+    "quadratic_form": (
+        lambda x, i: (x @ i["phi"] @ x) * i["u"],
+        "dot_general",
+        "`dot_general` of two",
+    ),
     "division_by_latent": (lambda x, i: i["u"] / x, "div", "`div` by a term that depends"),
     "abs": (lambda x, i: jnp.abs(x), "abs", "`abs` of the previous latent"),
     "relu": (lambda x, i: jax.nn.relu(x), "max", "`max` of the previous latent"),
@@ -120,7 +125,11 @@ NOT_AFFINE: dict[str, tuple[Callable[[Any, Any], jax.Array], str, str]] = {
         "`dynamic_slice` with an index",
     ),
     "stop_gradient": (lambda x, i: lax.stop_gradient(x), "stop_gradient", "`stop_gradient`"),
-    "integer_cast": (lambda x, i: x.astype(jnp.int32).astype(jnp.float32), "convert_element_type", "int32"),
+    "integer_cast": (
+        lambda x, i: x.astype(jnp.int32).astype(jnp.float32),
+        "convert_element_type",
+        "int32",
+    ),
     "loop": (
         lambda x, i: lax.scan(lambda c, _: (0.5 * c, None), x, None, length=3)[0],
         "scan",
@@ -214,7 +223,9 @@ def test_coefficients_are_traced_under_jit_and_vmap_over_time() -> None:
 
     matrices, offsets = jax.jit(jax.vmap(coefficients))(us)
     for t in range(4):
-        np.testing.assert_allclose(matrices[t], np.asarray(PHI) * np.asarray(us[t])[:, None], rtol=1e-6)
+        np.testing.assert_allclose(
+            matrices[t], np.asarray(PHI) * np.asarray(us[t])[:, None], rtol=1e-6
+        )
         np.testing.assert_allclose(offsets[t], us[t], rtol=1e-6)
 
 

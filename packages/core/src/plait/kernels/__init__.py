@@ -10,6 +10,7 @@ from plait.kernels._chain import chain_filter as chain_filter
 from plait.kernels._chain import chain_logsumexp as chain_logsumexp
 from plait.kernels._chain import chain_max as chain_max
 from plait.kernels._einsum import logsumexp_einsum as logsumexp_einsum
+from plait.kernels._einsum import max_einsum as max_einsum
 from plait.kernels._kalman import kalman_filter as kalman_filter
 from plait.kernels._kalman import kalman_sample as kalman_sample
 from plait.kernels._kalman import kalman_smoother as kalman_smoother
@@ -18,7 +19,6 @@ from plait.kernels._kalman_types import GaussianPath as GaussianPath
 from plait.kernels._kalman_types import KalmanFilterResult as KalmanFilterResult
 from plait.kernels._kalman_types import KalmanSmootherResult as KalmanSmootherResult
 from plait.kernels._kalman_types import KalmanStrategy as KalmanStrategy
-from plait.kernels._einsum import max_einsum as max_einsum
 from plait.kernels._mode import chain_mode as chain_mode
 from plait.kernels._sample import chain_sample as chain_sample
 from plait.kernels._semiring import log_matmul as log_matmul

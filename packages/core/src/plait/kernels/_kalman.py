@@ -30,6 +30,7 @@ from plait.kernels._kalman_types import (
     KalmanFilterResult,
     KalmanSmootherResult,
     KalmanStrategy,
+    in_axes_of,
     prepare,
     run_batched,
 )
@@ -165,9 +166,7 @@ def kalman_smoother(
         total, means, lowers = _filter_roots(c, resolved)
         smoothed_means, smoothed_lowers = smooth(backward_elements(c, means, lowers), resolved)
         covs = mm(smoothed_lowers, mt(smoothed_lowers))
-        return KalmanSmootherResult(
-            total, smoothed_means[0], covs[0], smoothed_means[1:], covs[1:]
-        )
+        return KalmanSmootherResult(total, smoothed_means[0], covs[0], smoothed_means[1:], covs[1:])
 
     return cast(KalmanSmootherResult, run_batched(one, chain, batched, batch_shape))
 
@@ -241,8 +240,7 @@ def kalman_sample(
 
     if not any(batched):
         return one(chain, noise[0])
-    in_axes = Chain(*(0 if b else None for b in batched))
-    out = jax.vmap(one, in_axes=(in_axes, 0))(chain, noise)
+    out = jax.vmap(one, in_axes=(in_axes_of(batched), 0))(chain, noise)
     return GaussianPath(*(a.reshape(batch_shape + a.shape[1:]) for a in out))
 
 

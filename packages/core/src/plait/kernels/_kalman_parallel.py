@@ -89,7 +89,9 @@ def _elements(chain: Chain) -> Element:
     i_kh = jnp.eye(n, dtype=dtype) - mm(gain, h)
     a = mm(i_kh, f)
     b = c + mv(gain, innovation)
-    root = tria(jnp.concatenate([mm(i_kh, s), mm(gain, jnp.broadcast_to(u, (t, *u.shape[1:])))], axis=-1))
+    root = tria(
+        jnp.concatenate([mm(i_kh, s), mm(gain, jnp.broadcast_to(u, (t, *u.shape[1:])))], axis=-1)
+    )
     wf = mm(solve_lower(l_s, h), f)  # Ls⁻¹ H F
     return a, b, root, mv(mt(wf), e), mm(mt(wf), wf)
 

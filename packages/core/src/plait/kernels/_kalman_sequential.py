@@ -45,7 +45,9 @@ __all__: list[str] = []
 LOG_2PI = 1.8378770664093453
 
 
-def per_step(arrays: Sequence[Array]) -> tuple[tuple[Array | None, ...], Callable[..., tuple[Array, ...]]]:
+def per_step(
+    arrays: Sequence[Array],
+) -> tuple[tuple[Array | None, ...], Callable[..., tuple[Array, ...]]]:
     """Scan inputs for the step fields of time size ``T``; a getter for one step's values.
 
     A field of time size 1 is closed over (shared by every step), not scanned.

@@ -11,8 +11,9 @@ A linear-Gaussian chain (a state-space model) over ``x_0, ..., x_T``::
 ``x`` and then observes ``y``.
 """
 
+import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -171,13 +172,13 @@ def prepare(
     mask_array = None if mask is None else jnp.asarray(mask)
     if mask_array is not None and mask_array.dtype != jnp.bool_:
         raise TypeError(f"mask must be a boolean array; got dtype {mask_array.dtype}.")
-    for name, a, core in zip(_FIELDS, arrays, _CORE_NDIMS, strict=False):
-        if a.ndim < core:
+    for name, a, core_ndim in zip(_FIELDS, arrays, _CORE_NDIMS, strict=False):
+        if a.ndim < core_ndim:
             raise ValueError(_shape_message(name, a.shape, arrays, mask_array))
     n = arrays[0].shape[-1]
     k = arrays[8].shape[-1]
     num_steps = arrays[8].shape[-2]
-    expected = [
+    expected: list[tuple[int | None, ...]] = [
         (n,),
         (n, n),
         (None, n, n),
@@ -189,9 +190,9 @@ def prepare(
         (num_steps, k),
     ]
     for name, a, want in zip(_FIELDS, arrays, expected, strict=False):
-        core = a.shape[a.ndim - len(want) :]
-        ok = all(w is None or w == c for w, c in zip(want, core, strict=True))
-        if not ok or (want[0] is None and core[0] not in (1, num_steps)):
+        got = a.shape[a.ndim - len(want) :]
+        ok = all(w is None or w == g for w, g in zip(want, got, strict=True))
+        if not ok or (want[0] is None and got[0] not in (1, num_steps)):
             raise ValueError(_shape_message(name, a.shape, arrays, mask_array))
     if mask_array is not None and (mask_array.ndim < 1 or mask_array.shape[-1] != num_steps):
         raise ValueError(_shape_message("mask", mask_array.shape, arrays, mask_array))
@@ -202,33 +203,34 @@ def prepare(
     try:
         batch_shape = jnp.broadcast_shapes(*batches)
     except ValueError:
+        listed = ", ".join(f"{f} {b}" for f, b in zip(_FIELDS, batches, strict=False))
         raise ValueError(
             "the batch dimensions (those left of each input's own axes) of the Kalman "
-            f"inputs do not broadcast: {', '.join(f'{f} {b}' for f, b in zip(_FIELDS, batches, strict=False))}."
+            f"inputs do not broadcast: {listed}."
         ) from None
-    size = 1
-    for b in batch_shape:
-        size *= b
-    flat: list[Array] = []
+    size = math.prod(batch_shape)
+    flat: list[Array | None] = []
     batched: list[bool] = []
-    for a, b, core in zip(arrays, batches, cores, strict=True):
-        if all(d == 1 for d in b):
-            flat.append(a.reshape(core))
+    for a, batch, core_shape in zip(arrays, batches, cores, strict=True):
+        if all(d == 1 for d in batch):
+            flat.append(a.reshape(core_shape))
             batched.append(False)
         else:
-            flat.append(jnp.broadcast_to(a, batch_shape + core).reshape((size, *core)))
+            flat.append(jnp.broadcast_to(a, batch_shape + core_shape).reshape((size, *core_shape)))
             batched.append(True)
     if mask_array is None:
-        flat.append(None)  # type: ignore[arg-type]
+        flat.append(None)
         batched.append(False)
     else:
         m = flat[9]
+        y = flat[8]
+        assert m is not None and y is not None
         flat[9] = m.astype(dtype)
         # Masked observations may hold anything (NaN for missing data): zero them so
         # that no NaN reaches a value or a gradient through the discarded update.
-        flat[8] = jnp.where(m[..., None] > 0, flat[8], jnp.zeros((), dtype))
+        flat[8] = jnp.where(m[..., None] > 0, y, jnp.zeros((), dtype))
         batched[8] = batched[8] or batched[9]
-    return Chain(*flat), batch_shape, tuple(batched)
+    return Chain(*flat), batch_shape, tuple(batched)  # type: ignore[arg-type]
 
 
 def _shape_message(
@@ -248,12 +250,20 @@ def _shape_message(
     )
 
 
+def in_axes_of(batched: tuple[bool, ...]) -> Any:
+    """``jax.vmap``'s ``in_axes`` for a prepared `Chain`: 0 for batched fields, else None."""
+    return Chain(*(0 if b else None for b in batched))  # type: ignore[arg-type]
+
+
 def run_batched(
-    fn: Callable[[Chain], object], chain: Chain, batched: tuple[bool, ...], batch_shape: tuple[int, ...]
+    fn: Callable[[Chain], object],
+    chain: Chain,
+    batched: tuple[bool, ...],
+    batch_shape: tuple[int, ...],
 ) -> object:
     """``fn`` on one chain, vmapped over the flat batch axis, reshaped to ``batch_shape``."""
     if not any(batched):
         return fn(chain)
-    in_axes = Chain(*(0 if b else None for b in batched))
+    in_axes = in_axes_of(batched)
     out = jax.vmap(fn, in_axes=(in_axes,))(chain)
     return jax.tree.map(lambda a: a.reshape(batch_shape + a.shape[1:]), out)

@@ -74,7 +74,8 @@ def cholesky(a: Array) -> Array:
     """Lower Cholesky factor of a symmetric positive-definite matrix (symmetrised first)."""
     if a.shape[-1] == 1:
         return jnp.sqrt(a)
-    return jnp.linalg.cholesky(symmetrize(a))
+    factor: Array = jnp.linalg.cholesky(symmetrize(a))
+    return factor
 
 
 @jax.custom_jvp
@@ -88,7 +89,7 @@ def tria(m: Float[Array, "*batch state cols"]) -> Float[Array, "*batch state sta
         raise ValueError(f"tria needs at least as many columns as rows; got {m.shape}.")
     if n == 1:
         return jnp.sqrt(jnp.sum(m * m, axis=-1, keepdims=True))
-    r = jnp.linalg.qr(mt(m), mode="r")
+    r: Array = jnp.linalg.qr(mt(m), mode="r")
     lower = mt(r[..., :n, :])
     diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
     return lower * jnp.where(diag < 0, -1.0, 1.0).astype(m.dtype)[..., None, :]

@@ -62,7 +62,9 @@ def backward_elements(chain: Chain, means: Array, lowers: Array) -> tuple[Array,
     )
 
 
-def _compose(later: tuple[Array, Array, Array], earlier: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+def _compose(
+    later: tuple[Array, Array, Array], earlier: tuple[Array, Array, Array]
+) -> tuple[Array, Array, Array]:
     e_l, g_l, z_l = later
     e_e, g_e, z_e = earlier
     return mm(e_e, e_l), mv(e_e, g_l) + g_e, tria(jnp.concatenate([mm(e_e, z_l), z_e], axis=-1))
@@ -105,5 +107,5 @@ def draw(gain: Array, h: Array, strategy: str) -> Array:
     def compose(later: tuple[Array, Array], earlier: tuple[Array, Array]) -> tuple[Array, Array]:
         return mm(earlier[0], later[0]), mv(earlier[0], later[1]) + earlier[1]
 
-    _, path = lax.associative_scan(compose, (gain, h), reverse=True)
+    path: Array = lax.associative_scan(compose, (gain, h), reverse=True)[1]
     return path

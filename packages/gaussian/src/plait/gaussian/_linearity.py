@@ -99,7 +99,7 @@ _SUMS = frozenset({"add", "sub", "add_any", "concatenate", "pad"})
 _PRODUCTS = frozenset({"mul", "dot_general"})
 _CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 # Operands that must not depend on the latent, by position (the rest may be affine).
-_INDEX_OPERANDS = {
+_INDEX_OPERANDS: dict[str, Callable[[int], Sequence[int]]] = {
     "dynamic_slice": lambda n: range(1, n),
     "dynamic_update_slice": lambda n: range(2, n),
     "gather": lambda n: (1,),
@@ -125,7 +125,12 @@ def _max_degree(degrees: Sequence[Degree]) -> Degree:
     broken = _first_broken(degrees)
     if broken is not None:
         return broken
-    return max((int(d) for d in degrees), default=0)
+    return max((_affine(d) for d in degrees), default=0)
+
+
+def _affine(d: Degree) -> int:
+    assert not isinstance(d, _Broken)
+    return d
 
 
 def _eqn_degrees(eqn: JaxprEqn, degrees: list[Degree]) -> list[Degree]:
@@ -145,11 +150,15 @@ def _eqn_degrees(eqn: JaxprEqn, degrees: list[Degree]) -> list[Degree]:
         for i in sorted(index):
             if degrees[i] != 0:
                 what = "a predicate" if name == "select_n" else "an index"
-                return [_Broken(name, f"`{name}` with {what} that depends on the previous latent")] * n_out
+                return [
+                    _Broken(name, f"`{name}` with {what} that depends on the previous latent")
+                ] * n_out
         return [_max_degree(degrees)] * n_out
     if name == "cond":
         if degrees[0] != 0:
-            return [_Broken(name, "`cond` on a predicate that depends on the previous latent")] * n_out
+            return [
+                _Broken(name, "`cond` on a predicate that depends on the previous latent")
+            ] * n_out
         outs = [_walk(branch, degrees[1:]) for branch in eqn.params["branches"]]
         return [_max_degree(column) for column in zip(*outs, strict=True)]
     if name in ("scan", "while"):
@@ -164,7 +173,7 @@ def _eqn_degrees(eqn: JaxprEqn, degrees: list[Degree]) -> list[Degree]:
     if name in _STRUCTURAL or name in _SUMS:
         return [_max_degree(degrees)] * n_out
     if name in _PRODUCTS:
-        if sum(int(d) for d in degrees) > 1:
+        if sum(_affine(d) for d in degrees) > 1:
             return [_Broken(name, f"`{name}` of two terms that depend on the previous latent")]
         return [1]
     if name == "div":
@@ -178,7 +187,11 @@ def _eqn_degrees(eqn: JaxprEqn, degrees: list[Degree]) -> list[Degree]:
     if name == "convert_element_type":
         if jnp.issubdtype(eqn.params["new_dtype"], jnp.floating):
             return [degrees[0]]
-        return [_Broken(name, f"`convert_element_type` of the previous latent to {eqn.params['new_dtype']}")]
+        return [
+            _Broken(
+                name, f"`convert_element_type` of the previous latent to {eqn.params['new_dtype']}"
+            )
+        ]
     return [_of_latent(name)] * n_out
 
 
@@ -255,9 +268,7 @@ def linear_gaussian(
     """
     mean_degrees, _ = latent_degrees(mean_fn, x_prev, inputs)
     if len(mean_degrees) != 1:
-        raise TypeError(
-            f"mean_fn must return one array; it returned {len(mean_degrees)} leaves."
-        )
+        raise TypeError(f"mean_fn must return one array; it returned {len(mean_degrees)} leaves.")
     mean_degree = mean_degrees[0]
     if isinstance(mean_degree, _Broken):
         return NotLinearGaussian(
