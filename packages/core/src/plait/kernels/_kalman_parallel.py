@@ -145,16 +145,14 @@ def predictive_log_likelihood(chain: Chain, means: Array, roots: Array) -> Array
     """``Σ_t log N(y_t | H (F m_t + c) + d, H P⁻ Hᵀ + U Uᵀ)`` for all ``t`` at once.
 
     ``(m_t, L_t)`` are the filtered mean and square root of ``x_t``: the prior for
-    ``t = 0``, then ``means[:-1]``, ``roots[:-1]``; ``P⁻ = L⁻ L⁻ᵀ`` with ``L⁻ =
-    tria([F L_t, S])``.
+    ``t = 0``, then ``means[:-1]``, ``roots[:-1]``; ``P⁻ = R Rᵀ`` with ``R = [F L_t, S]``.
     """
     h, u = _masked(chain)
     m = jnp.concatenate([chain.init_mean[None], means[:-1]], axis=0)
     lower = jnp.concatenate([tria(chain.init_scale)[None], roots[:-1]], axis=0)
     f = chain.f
     s = jnp.broadcast_to(chain.s, (m.shape[0], *chain.s.shape[1:]))
-    l_pred = tria(jnp.concatenate([mm(f, lower), s], axis=-1))
-    hl = mm(h, l_pred)
+    hl = mm(h, jnp.concatenate([mm(f, lower), s], axis=-1))  # H [F L_t, S], a root of H P⁻ Hᵀ
     l_s = cholesky(mm(hl, mt(hl)) + mm(u, mt(u)))
     w = solve_lower_vec(l_s, chain.y - mv(h, mv(f, m) + chain.c) - chain.d)
     k = chain.y.shape[-1]

@@ -3,15 +3,16 @@
 The carry is the filtered mean ``m_t`` and a lower-triangular square root ``L_t`` of
 the filtered covariance of ``x_t`` (Kailath, Sayed & Hassibi 2000, ch. 12). A step::
 
-    m⁻ = F m_t + c,                L⁻ = tria([F L_t, S])        (P⁻ = F P_t Fᵀ + S Sᵀ)
-    Ls = chol((H L⁻)(H L⁻)ᵀ + U Uᵀ)                             (innovation covariance)
-    K̄ = L⁻ (H L⁻)ᵀ Ls⁻ᵀ,           K = K̄ Ls⁻¹                  (Kalman gain)
+    m⁻ = F m_t + c,                R⁻ = [F L_t, S]              (P⁻ = R⁻ R⁻ᵀ)
+    Ls = chol((H R⁻)(H R⁻)ᵀ + U Uᵀ)                             (innovation covariance)
+    K̄ = R⁻ (H R⁻)ᵀ Ls⁻ᵀ,           K = K̄ Ls⁻¹                  (Kalman gain)
     m_{t+1} = m⁻ + K̄ Ls⁻¹ e_t,     e_t = y_t - H m⁻ - d
-    L_{t+1} = tria([(I - K H) L⁻, K U])                         (Joseph form)
+    L_{t+1} = tria([(I - K H) R⁻, K U])                         (Joseph form)
     log p(y_t | y_{<t}) = -½ |Ls⁻¹ e_t|² - log |det Ls| - (k/2) log 2π
 
-``tria`` is a QR decomposition (`plait.kernels._linalg.tria`), so no state
-covariance is ever formed: it stays positive semi-definite in float32 however
+``tria`` is a QR decomposition (`plait.kernels._linalg.tria`), one per step (the
+predicted root ``R⁻`` is ``n x 2n`` and is triangularised only by the update's QR,
+which saves a LAPACK call a step), so no state covariance is ever formed: it stays positive semi-definite in float32 however
 ill-conditioned it gets, and the Joseph form makes it insensitive to first-order
 errors in the gain. Only the innovation covariance, which holds ``U Uᵀ``, is formed
 and factored: measured, this gives the likelihood and its gradient more accurately
@@ -65,24 +66,26 @@ def per_step(
 
 
 def observe_update(
-    m_pred: Array, l_pred: Array, h: Array, d: Array, u: Array, y: Array, observed: Array | None
+    m_pred: Array, root: Array, h: Array, d: Array, u: Array, y: Array, observed: Array | None
 ) -> tuple[Array, Array, Array]:
-    """Conditions ``N(m_pred, l_pred l_predᵀ)`` on ``y ~ N(h x + d, u uᵀ)``.
+    """Conditions ``N(m_pred, root rootᵀ)`` on ``y ~ N(h x + d, u uᵀ)``.
 
-    Returns ``(mean, square root, log N(y | h m_pred + d, h P hᵀ + u uᵀ))``; where
-    ``observed`` is 0 the inputs come back unchanged with log-likelihood 0.
+    ``root`` is any square root of the predicted covariance (``n x r``, ``r >= n``):
+    it is never triangularised on its own, the Joseph-form ``tria`` does it.
+    Returns ``(mean, triangular square root, log N(y | h m_pred + d, h P hᵀ + u uᵀ))``;
+    where ``observed`` is 0 the update is a no-op with log-likelihood 0.
     """
     k = y.shape[-1]
     if observed is not None:
         h = h * observed
         u = jnp.where(observed > 0, u, jnp.eye(k, dtype=u.dtype))
-    hl = mm(h, l_pred)
-    l_s = cholesky(mm(hl, mt(hl)) + mm(u, mt(u)))
+    hr = mm(h, root)
+    l_s = cholesky(mm(hr, mt(hr)) + mm(u, mt(u)))
     w = solve_lower_vec(l_s, y - mv(h, m_pred) - d)
     log_lik = -0.5 * jnp.sum(w * w) - log_abs_det_tril(l_s) - 0.5 * k * LOG_2PI
-    gain_root = mt(solve_lower(l_s, mm(hl, mt(l_pred))))  # K̄ = P⁻ Hᵀ Ls⁻ᵀ
+    gain_root = mt(solve_lower(l_s, mm(hr, mt(root))))  # K̄ = P⁻ Hᵀ Ls⁻ᵀ
     gain = mt(solve_upper_t(l_s, mt(gain_root)))  # K = K̄ Ls⁻¹
-    l_new = tria(jnp.concatenate([l_pred - mm(gain, hl), mm(gain, u)], axis=-1))
+    l_new = tria(jnp.concatenate([root - mm(gain, hr), mm(gain, u)], axis=-1))
     m_new = m_pred + mv(gain_root, w)
     if observed is not None:
         log_lik = log_lik * observed
@@ -106,8 +109,9 @@ def sequential_filter(chain: Chain, *, keep: bool) -> tuple[Array, Array | None,
         step_xs, y, observed = inputs
         f, c, s, h, d, u = at(step_xs)
         m_pred = mv(f, m) + c
-        l_pred = tria(jnp.concatenate([mm(f, lower), s], axis=-1))
-        m_new, l_new, log_lik = observe_update(m_pred, l_pred, h, d, u, y, observed)
+        # [F L_t, S] is a square root of P⁻; the update's tria triangularises it.
+        root = jnp.concatenate([mm(f, lower), s], axis=-1)
+        m_new, l_new, log_lik = observe_update(m_pred, root, h, d, u, y, observed)
         return (m_new, l_new), (log_lik, m_new if keep else None, l_new if keep else None)
 
     init = (chain.init_mean, tria(chain.init_scale))
