@@ -14,12 +14,13 @@ the filtered covariance of ``x_t`` (Kailath, Sayed & Hassibi 2000, ch. 12). A st
 predicted root ``R⁻`` is ``n x 2n`` and is triangularised only by the update's QR,
 which saves a LAPACK call a step), so no state covariance is ever formed: it stays
 positive semi-definite in float32 however ill-conditioned it gets, and the Joseph
-form makes it insensitive to first-order errors in the gain. Only the innovation covariance, which holds ``U Uᵀ``, is formed
-and factored: measured, this gives the likelihood and its gradient more accurately
-than taking ``Ls`` from the QR of the usual ``(k + n)``-square pre-array (3.6e-6
-against 7.9e-5 relative gradient error at ``T = 1e4``). A masked step zeroes ``H``
-and sets ``U = I``, which makes the update an exact no-op. The per-step
-log-likelihoods are scan outputs, summed pairwise by one ``jnp.sum``.
+form makes it insensitive to first-order errors in the gain. Only the innovation
+covariance, which holds ``U Uᵀ``, is formed and factored: measured, this gives the
+likelihood and its gradient more accurately than taking ``Ls`` from the QR of the
+usual ``(k + n)``-square pre-array (3.6e-6 against 7.9e-5 relative gradient error
+at ``T = 1e4``). A masked step zeroes ``H`` and sets ``U = I``, which makes the
+update an exact no-op. The per-step log-likelihoods are scan outputs, summed
+pairwise by one ``jnp.sum``.
 """
 
 from collections.abc import Callable, Sequence
