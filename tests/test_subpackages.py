@@ -55,8 +55,10 @@ def test_a_missing_subpackage_names_the_distribution_to_install(
     with pytest.raises(AttributeError, match=re.escape("pip install plait-nn")):
         plait.nn  # noqa: B018
     assert not hasattr(plait, "nn")
+    monkeypatch.delattr(plait, "gaussian", raising=False)
+    monkeypatch.setitem(sys.modules, "plait.gaussian", None)
     with pytest.raises(AttributeError, match=re.escape("pip install plait-gaussian")):
-        plait.gaussian  # type: ignore[attr-defined]  # noqa: B018
+        plait.gaussian  # noqa: B018
 
 
 def test_other_names_are_plain_attribute_errors() -> None:
@@ -65,7 +67,9 @@ def test_other_names_are_plain_attribute_errors() -> None:
     assert not hasattr(plait, "_private") and not hasattr(plait, "a.b")
 
 
-def test_dir_lists_the_installed_subpackages() -> None:
+def test_dir_lists_the_installed_subpackages(monkeypatch: pytest.MonkeyPatch) -> None:
     names = dir(plait)
-    assert {"handlers", "infer", "kernels", "sample"} <= set(names)
-    assert "gaussian" not in names
+    assert {"gaussian", "handlers", "infer", "kernels", "sample"} <= set(names)
+    monkeypatch.delattr(plait, "gaussian", raising=False)
+    monkeypatch.setitem(sys.modules, "plait.gaussian", None)  # as if it were not installed
+    assert "gaussian" not in dir(plait)

@@ -150,6 +150,7 @@ if TYPE_CHECKING:
     # such as ``plait.smaple`` stays a type error.
     from plait import control_flow as control_flow
     from plait import enum as enum
+    from plait import gaussian as gaussian
     from plait import handlers as handlers
     from plait import infer as infer
     from plait import kernels as kernels

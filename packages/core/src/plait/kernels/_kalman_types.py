@@ -142,7 +142,7 @@ def prepare(
     transition: AffineGaussian,
     emission: AffineGaussian,
     observations: ArrayLike,
-    mask: Bool[ArrayLike, "*#batch time"] | None,
+    mask: ArrayLike | None,  # checked here, so a float mask gets an explanation
 ) -> tuple[Chain, tuple[int, ...], tuple[bool, ...]]:
     """Checks shapes and dtypes; returns the inputs with one flat batch axis.
 
