@@ -107,7 +107,7 @@ def init_to_feasible(site: Message | None = None) -> Any:
         return init_to_feasible
     if not is_continuous_latent(site):
         return None
-    if _keeps_value(site, "init_to_feasible"):
+    if _keeps_value(site, "init_to_uniform"):  # NumPyro's: feasible is uniform, radius 0
         return site.value
     _, sample_shape = _key_and_shape(site)
     transform = site_transform(site)
@@ -130,7 +130,7 @@ def init_to_sample(site: Message | None = None) -> Any:
     """
     if site is None:
         return init_to_sample
-    return _median(site, 1, "init_to_sample")
+    return _median(site, 1, "init_to_median")  # NumPyro's: sample is median of one
 
 
 def init_to_median(site: Message | None = None, *, num_samples: int = 15) -> Any:
