@@ -127,6 +127,13 @@ def test_a_site_that_already_has_a_value_is_kept_with_numpyros_warning(name: str
     assert float(tr["x"].value) == 3.0
 
 
+def test_init_to_mean_of_a_prior_without_a_mean_starts_at_the_median() -> None:
+    d = dist.Cauchy(2.0, 0.5)
+    assert np.isnan(initial_value(numpyro, ni.init_to_mean, d)).all()  # NumPyro: no start
+    ours = initial_value(plait, init_to_mean, d)
+    np.testing.assert_allclose(ours, initial_value(plait, init_to_median, d))
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Some algorithms will automatically enumerate:FutureWarning")
 def test_gaussian_mixture_under_nuts_with_init_to_median_runs() -> None:

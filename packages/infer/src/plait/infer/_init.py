@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
+import jax
 import jax.numpy as jnp
 from jax import random
 
@@ -195,7 +196,11 @@ def init_to_mean(site: Message | None = None) -> Any:
     _, sample_shape = _key_and_shape(site)
     if sample_shape:
         mean = jnp.broadcast_to(mean, sample_shape + jnp.shape(mean))
-    return mean
+    if not isinstance(mean, jax.core.Tracer) and bool(jnp.all(jnp.isfinite(mean))):
+        return mean
+    # No finite mean (Cauchy, StudentT with df <= 1): NumPyro starts there and finds no
+    # valid start; start at the median instead.
+    return jnp.where(jnp.isfinite(mean), mean, _median(site, 15, "init_to_mean"))
 
 
 def init_to_value(site: Message | None = None, *, values: Mapping[str, Any] | None = None) -> Any:
