@@ -1,0 +1,74 @@
+"""BarkerMH: the proposal's scale and acceptance against NumPyro's formulas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from blackjax.mcmc.barker import init as barker_init
+
+from plait.infer._barker import barker_kernel
+
+DIAGONAL = jnp.array([4.0, 0.25, 1.0])
+DENSE = jnp.array([[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]])
+
+
+def quartic(x: Any) -> Any:
+    """A non-Gaussian log density (so that the gradient changes along a move)."""
+    return -jnp.sum(0.25 * x**4 + 0.5 * x**2 + 0.3 * x)
+
+
+def factor(imm: Any) -> np.ndarray:
+    """NumPyro's square root of the inverse mass matrix in float64: the upper triangular
+    ``U`` with ``imm = U Uᵀ`` (``mass_matrix_sqrt_inv`` is its transpose)."""
+    imm = np.asarray(imm, np.float64)
+    if imm.ndim == 1:
+        return np.diag(np.sqrt(imm))
+    return np.linalg.cholesky(imm[::-1, ::-1])[::-1, ::-1]
+
+
+@pytest.mark.parametrize("imm", [DIAGONAL, DENSE], ids=["diagonal", "dense"])
+def test_proposal_covariance_is_step_size_squared_times_the_inverse_mass_matrix(imm: Any) -> None:
+    # At the mode the gradient is zero: b = ±1 with probability 1/2, so y - x = L b z is
+    # exactly N(0, σ² Σ). (BlackJAX alone would give σ² Σ⁻¹ here.)
+    logdensity = lambda x: -0.5 * jnp.sum(x**2)  # noqa: E731
+    state = barker_init(jnp.zeros(3), logdensity)
+    keys = jax.random.split(jax.random.key(0), 40_000)
+    step = jax.jit(jax.vmap(lambda k: barker_kernel(k, state, logdensity, 0.5, imm)[1]))
+    moves = np.asarray(step(keys).proposal.position, np.float64)
+    expected = 0.25 * (np.diag(np.asarray(imm)) if imm.ndim == 1 else np.asarray(imm))
+    # Standard error of a covariance entry: sqrt((S_ii S_jj + S_ij^2) / n).
+    se = np.sqrt((np.outer(np.diag(expected), np.diag(expected)) + expected**2) / keys.shape[0])
+    assert np.all(np.abs(np.cov(moves, rowvar=False) - expected) < 5 * se)
+
+
+@pytest.mark.parametrize("imm", [DIAGONAL, DENSE], ids=["diagonal", "dense"])
+def test_acceptance_probability_is_numpyros_formula(imm: Any) -> None:
+    x = jnp.array([0.7, -1.2, 0.4])
+    state = barker_init(x, quartic)
+    keys = jax.random.split(jax.random.key(1), 50)
+    new, info = jax.vmap(lambda k: barker_kernel(k, state, quartic, 0.8, imm))(keys)
+
+    # NumPyro's BarkerMH.sample in float64: w = U⁻¹ (y - x), c = Uᵀ ∇pe (potential pe).
+    grad_u = jax.grad(lambda v: -quartic(v))
+    upper = factor(imm)
+    x64 = np.asarray(x, np.float64)
+    for y, accept_prob in zip(np.asarray(info.proposal.position), np.asarray(info.acceptance_rate)):
+        y64 = np.asarray(y, np.float64)
+        w = np.linalg.solve(upper, y64 - x64)
+        cx = upper.T @ np.asarray(grad_u(x), np.float64)
+        cy = upper.T @ np.asarray(grad_u(jnp.asarray(y)), np.float64)
+        log_ratio = (
+            -float(quartic(x))
+            + float(quartic(jnp.asarray(y)))
+            + np.sum(np.logaddexp(0, w * cx) - np.logaddexp(0, -w * cy))
+        )
+        np.testing.assert_allclose(accept_prob, min(1.0, np.exp(log_ratio)), rtol=2e-4, atol=1e-6)
+    accepted = np.asarray(info.is_accepted)
+    np.testing.assert_array_equal(
+        np.asarray(new.position)[accepted], np.asarray(info.proposal.position)[accepted]
+    )
+    assert np.all(np.asarray(new.position)[~accepted] == np.asarray(x))
