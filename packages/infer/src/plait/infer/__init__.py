@@ -1,5 +1,6 @@
-"""plait-infer: log densities, Predictive, SVI on optax, NUTS on BlackJAX, ArviZ export."""
+"""plait-infer: log densities, Predictive, SVI on optax, MCMC on BlackJAX, ArviZ export."""
 
+from plait.infer._adaptation import HMCAdaptState as HMCAdaptState
 from plait.infer._autoguide import AutoDelta as AutoDelta
 from plait.infer._autoguide import AutoGuide as AutoGuide
 from plait.infer._autoguide import AutoNormal as AutoNormal
@@ -10,15 +11,20 @@ from plait.infer._diagnostics import summary as summary
 from plait.infer._elbo import ELBO as ELBO
 from plait.infer._elbo import Trace_ELBO as Trace_ELBO
 from plait.infer._elbo import TraceEnum_ELBO as TraceEnum_ELBO
+from plait.infer._hmc import HMCState as HMCState
+from plait.infer._hmc import hmc as hmc
+from plait.infer._hmc_kernel import HMC as HMC
 from plait.infer._init import init_to_feasible as init_to_feasible
 from plait.infer._init import init_to_mean as init_to_mean
 from plait.infer._init import init_to_median as init_to_median
 from plait.infer._init import init_to_sample as init_to_sample
 from plait.infer._init import init_to_uniform as init_to_uniform
 from plait.infer._init import init_to_value as init_to_value
+from plait.infer._kernel import MCMCKernel as MCMCKernel
 from plait.infer._log_density import log_density as log_density
 from plait.infer._log_density import potential_energy as potential_energy
 from plait.infer._mcmc import MCMC as MCMC
+from plait.infer._model import initialize_model as initialize_model
 from plait.infer._nuts import NUTS as NUTS
 from plait.infer._predictive import Predictive as Predictive
 from plait.infer._svi import SVI as SVI
@@ -30,11 +36,14 @@ from plait.infer._transforms import transform_fn as transform_fn
 from plait.infer._transforms import unconstrain_fn as unconstrain_fn
 from plait.infer._util import ModelInfo as ModelInfo
 from plait.infer._util import ParamInfo as ParamInfo
-from plait.infer._util import initialize_model as initialize_model
 
 __all__ = [
     "ELBO",
+    "HMC",
+    "HMCAdaptState",
+    "HMCState",
     "MCMC",
+    "MCMCKernel",
     "NUTS",
     "SVI",
     "AutoDelta",
@@ -50,6 +59,7 @@ __all__ = [
     "constrain_fn",
     "effective_sample_size",
     "get_transforms",
+    "hmc",
     "hpdi",
     "init_to_feasible",
     "init_to_mean",

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
-from jax.sharding import Mesh, PartitionSpec
-
-from plait.errors import SiteError
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "CHAINS",
     "CHAIN_AXIS",
     "chain_mesh",
-    "first_draws",
     "over_chains",
-    "per_chain",
+    "place_chains",
     "take_chain",
     "vmap_chains",
 ]
@@ -37,8 +33,10 @@ def chain_mesh(num_chains: int) -> Mesh | None:
     n = max(d for d in range(1, len(devices) + 1) if num_chains % d == 0)
     if n == 1:
         warnings.warn(
-            f"chain_method='parallel' found {len(devices)} device(s) for {num_chains} "
-            "chains; running the chains vectorised on one device.",
+            f"There are not enough devices to run parallel chains: expected {num_chains} but "
+            f"got {len(devices)}. Chains will be drawn sequentially. If you are running MCMC "
+            "in CPU, consider using `plait.set_host_device_count(...)` (or XLA_FLAGS="
+            "--xla_force_host_platform_device_count) at the beginning of your program.",
             UserWarning,
             stacklevel=4,
         )
@@ -65,33 +63,6 @@ def over_chains(
     )
 
 
-def per_chain(
-    init_params: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], num_chains: int
-) -> dict[str, Array]:
-    """Unconstrained starting values with a leading chain dim (broadcast if shared)."""
-    missing = sorted(set(shapes) - set(init_params))
-    if missing:
-        raise SiteError(
-            missing[0],
-            f"init_params has no value for the latent site(s) {missing}; give unconstrained "
-            "values for every continuous latent, or use NUTS(model, init_strategy="
-            "init_to_value(values=...)) to start some of them.",
-        )
-    out: dict[str, Array] = {}
-    for name, shape in shapes.items():
-        value = jnp.asarray(init_params[name])
-        if value.shape == shape:
-            value = jnp.broadcast_to(value, (num_chains, *shape))
-        elif value.shape != (num_chains, *shape):
-            raise SiteError(
-                name,
-                f"init_params['{name}'] has shape {value.shape}; expected the site's "
-                f"unconstrained shape {shape}, or {(num_chains, *shape)} with one value per chain.",
-            )
-        out[name] = value
-    return out
-
-
 def vmap_chains(fn: Callable[..., Any], in_axes: tuple[int | None, ...]) -> Callable[..., Any]:
     """``jax.vmap(fn, in_axes)``, but a batch of one chain runs ``fn`` itself: a vmapped
     NUTS step (batched while loops) compiles about twice as slowly."""
@@ -115,11 +86,17 @@ def vmap_chains(fn: Callable[..., Any], in_axes: tuple[int | None, ...]) -> Call
     return mapped
 
 
-def first_draws(chunk: Array, done: int) -> np.ndarray:
-    """The first ``done`` draws of a chunk shaped ``(chain, step, ...)``, in NumPy."""
-    return np.asarray(chunk)[:, :done]
+def take_chain(tree: Any, chain: int, keep_axis: bool = True) -> Any:
+    """Chain ``chain`` of a chain-batched tree, keeping a chain axis of size one (or
+    dropping it)."""
+    if keep_axis:
+        return jax.tree_util.tree_map(lambda a: a[chain : chain + 1], tree)
+    return jax.tree_util.tree_map(lambda a: a[chain], tree)
 
 
-def take_chain(tree: Any, chain: int) -> Any:
-    """Chain ``chain`` of a chain-batched tree, keeping a chain axis of size one."""
-    return jax.tree_util.tree_map(lambda a: a[chain : chain + 1], tree)
+def place_chains(tree: Any, mesh: Mesh | None) -> Any:
+    """Put a chain-batched tree on ``mesh``, chains split over its devices (as is when
+    ``mesh`` is ``None``)."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, CHAINS))

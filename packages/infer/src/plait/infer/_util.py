@@ -8,6 +8,7 @@ a finite initial point (up to 100 tries, each with a fresh key).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,15 +25,23 @@ from plait import Message, Messenger, Trace
 from plait.errors import PlaitError, SiteError
 from plait.handlers import seed, substitute, trace
 from plait.infer._init import InitStrategy, init_to_uniform
-from plait.infer._log_density import potential_energy, site_log_prob, site_transform, unconstrained
+from plait.infer._log_density import (
+    log_density,
+    potential_energy,
+    site_log_prob,
+    site_transform,
+    unconstrained,
+)
 
 __all__ = [
     "MAX_INIT_TRIES",
     "ModelInfo",
+    "make_postprocess",
+    "make_potential",
+    "raise_invalid_init",
     "ModelSpec",
     "ParamInfo",
     "find_valid_initial_params",
-    "initialize_model",
     "inspect_model",
     "prototype_trace",
 ]
@@ -192,20 +201,35 @@ def make_postprocess(
 ) -> Callable[[Mapping[str, Any], tuple[Any, ...], Mapping[str, Any]], dict[str, Array]]:
     """``postprocess(z, args, kwargs)``: constrained latents and deterministic sites.
 
-    Discrete enumerated sites are not returned (draw them with ``Predictive(...,
-    infer_discrete=True)``); they are drawn from their prior to run the model.
+    With enumerated sites, the model runs under the log-density hook (plait-enum), so
+    each enumerated site holds its support along an enumeration dim and a deterministic
+    site that depends on one carries that dim, as NumPyro's ``get_samples`` gives it.
+    Draw enumerated sites from their posterior with ``Predictive(...,
+    infer_discrete=True)``.
     """
-    prepared = seed(substitute(model, data=spec.params) if spec.params else model, 0)
+    prepared = _default_prng_key(substitute(model, data=spec.params) if spec.params else model)
     keep = spec.names + spec.deterministic
 
     def postprocess(
         z: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> dict[str, Array]:
         replayed = unconstrained(prepared, params=z, log_det=False)
-        tr = trace(replayed).get_trace(*args, **kwargs)
+        if spec.enumerated:
+            _, tr = log_density(replayed, args, kwargs, {})
+        else:
+            tr = trace(seed(replayed, 0)).get_trace(*args, **kwargs)
         return {name: tr[name].value for name in keep if name in tr}
 
     return postprocess
+
+
+def _uniform_radius(init_strategy: InitStrategy) -> float | None:
+    """The radius of an ``init_to_uniform`` strategy (``None`` for other strategies)."""
+    if init_strategy is init_to_uniform:
+        return 2.0
+    if isinstance(init_strategy, functools.partial) and init_strategy.func is init_to_uniform:
+        return float(init_strategy.keywords.get("radius", 2.0))
+    return None
 
 
 def find_valid_initial_params(
@@ -217,22 +241,43 @@ def find_valid_initial_params(
     model_args: tuple[Any, ...] = (),
     model_kwargs: Mapping[str, Any] | None = None,
     validate_grad: bool = True,
+    forward_mode_differentiation: bool = False,
 ) -> tuple[ParamInfo, Array]:
     """An unconstrained starting point with a finite potential (and gradient).
 
     Tries ``init_strategy`` with fresh keys, up to :data:`MAX_INIT_TRIES` times, inside a
-    ``lax.while_loop`` (so it works under ``jit`` and ``vmap``). Returns the last point
-    tried and whether it is valid.
+    ``lax.while_loop`` (so it works under ``jit`` and ``vmap``). ``init_to_uniform``
+    draws on the unconstrained shapes of ``spec`` directly (as NumPyro does), so the loop
+    evaluates the potential only and never runs the model under the strategy. Returns
+    the last point tried and whether it is valid.
     """
     kwargs = {} if model_kwargs is None else dict(model_kwargs)
     potential = make_potential(model, spec)
     init_model = substitute(model, data=spec.params) if spec.params else model
+    radius = _uniform_radius(init_strategy)
+
+    def draw(key: Array) -> dict[str, Array]:
+        if radius is not None:
+            keys = random.split(key, max(len(spec.names), 1))
+            return {
+                name: random.uniform(k, spec.shapes[name], minval=-radius, maxval=radius)
+                for name, k in zip(spec.names, keys, strict=False)
+            }
+        tr = prototype_trace(key, init_model, init_strategy, model_args, kwargs)
+        return {name: site_transform(tr[name]).inv(tr[name].value) for name in spec.names}
 
     def attempt(key: Array) -> tuple[ParamInfo, Array]:
-        tr = prototype_trace(key, init_model, init_strategy, model_args, kwargs)
-        z = {name: spec.transforms[name].inv(tr[name].value) for name in spec.names}
+        z = draw(key)
         if validate_grad:
-            pe, grad = jax.value_and_grad(potential)(z, model_args, kwargs)
+
+            def fn(position: dict[str, Array]) -> Array:
+                return potential(position, model_args, kwargs)
+
+            if forward_mode_differentiation:
+                pe = fn(z)
+                grad = jax.jacfwd(fn)(z)
+            else:
+                pe, grad = jax.value_and_grad(fn)(z)
             flat, _ = ravel_pytree(grad)
             ok = jnp.isfinite(pe) & jnp.all(jnp.isfinite(flat))
         else:
@@ -313,88 +358,3 @@ def _is_batched_key(rng_key: Array) -> bool:
     if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
         return rng_key.ndim > 0
     return rng_key.ndim > 1
-
-
-def initialize_model(
-    rng_key: Array | int,
-    model: Callable[..., Any],
-    *,
-    init_strategy: InitStrategy = init_to_uniform,
-    dynamic_args: bool = False,
-    model_args: tuple[Any, ...] = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    validate_grad: bool = True,
-) -> ModelInfo:
-    """Initial unconstrained latents, the potential energy and the postprocessing function.
-
-    Args:
-        rng_key: a key, or a batch of keys (one starting point each).
-        model: the model.
-        init_strategy: where to start (:func:`init_to_uniform`, :func:`init_to_median`,
-            :func:`init_to_value`, ...).
-        dynamic_args: if True, ``potential_fn(*args, **kwargs)`` and
-            ``postprocess_fn(*args, **kwargs)`` return the functions for those arguments.
-        model_args: the model's positional arguments.
-        model_kwargs: its keyword arguments.
-        validate_grad: also require a finite gradient at the starting point.
-
-    Returns:
-        ``ModelInfo(ParamInfo(z, potential_energy, z_grad), potential_fn, postprocess_fn,
-        model_trace)``: ``potential_fn(z)`` is minus the log density at unconstrained
-        ``z``; ``postprocess_fn(z)`` gives constrained latents and deterministic sites.
-
-    Raises:
-        SiteError: a latent site the sampler cannot handle, or no finite starting point
-            in 100 tries (the error names the site whose log density is not finite).
-
-    Example:
-        >>> import jax
-        >>> import numpyro.distributions as dist
-        >>> from plait import sample
-        >>> from plait.infer import initialize_model
-        >>> def model():
-        ...     sample("s", dist.Exponential(1.0))
-        >>> info = initialize_model(jax.random.key(0), model)
-        >>> z = info.param_info.z
-        >>> bool(info.postprocess_fn(z)["s"] == jax.numpy.exp(z["s"]))
-        True
-    """
-    key = _as_key(rng_key)
-    kwargs = {} if model_kwargs is None else dict(model_kwargs)
-    batched = _is_batched_key(key)
-    tr = prototype_trace(key[0] if batched else key, model, init_strategy, model_args, kwargs)
-    spec = inspect_model(tr)
-    potential = make_potential(model, spec)
-    postprocess = make_postprocess(model, spec)
-
-    def find(k: Array) -> tuple[ParamInfo, Array]:
-        return find_valid_initial_params(
-            k,
-            model,
-            spec,
-            init_strategy=init_strategy,
-            model_args=model_args,
-            model_kwargs=kwargs,
-            validate_grad=validate_grad,
-        )
-
-    info, valid = jax.vmap(find)(key) if batched else find(key)
-    raise_invalid_init(model, spec, info, valid, model_args, kwargs)
-
-    if dynamic_args:
-
-        def potential_fn(*args: Any, **kw: Any) -> Callable[[Mapping[str, Any]], Array]:
-            return lambda z: potential(z, args, kw)
-
-        def postprocess_fn(*args: Any, **kw: Any) -> Callable[[Mapping[str, Any]], Any]:
-            return lambda z: postprocess(z, args, kw)
-
-    else:
-
-        def potential_fn(z: Mapping[str, Any]) -> Array:  # type: ignore[misc]
-            return potential(z, model_args, kwargs)
-
-        def postprocess_fn(z: Mapping[str, Any]) -> Any:  # type: ignore[misc]
-            return postprocess(z, model_args, kwargs)
-
-    return ModelInfo(info, potential_fn, postprocess_fn, tr)
