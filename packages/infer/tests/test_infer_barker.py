@@ -56,7 +56,8 @@ def test_acceptance_probability_is_numpyros_formula(imm: Any) -> None:
     grad_u = jax.grad(lambda v: -quartic(v))
     upper = factor(imm)
     x64 = np.asarray(x, np.float64)
-    for y, accept_prob in zip(np.asarray(info.proposal.position), np.asarray(info.acceptance_rate)):
+    proposals, accept_probs = np.asarray(info.proposal.position), np.asarray(info.acceptance_rate)
+    for y, accept_prob in zip(proposals, accept_probs, strict=True):
         y64 = np.asarray(y, np.float64)
         w = np.linalg.solve(upper, y64 - x64)
         cx = upper.T @ np.asarray(grad_u(x), np.float64)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from blackjax.mcmc.metrics import gaussian_euclidean
 
 from plait.infer._discrete import discrete_gibbs_sweep, select_discrete_proposal
 from plait.infer._mixed_hmc_step import mixed_hmc_step
@@ -42,7 +43,9 @@ def test_a_sweep_leaves_the_discrete_target_invariant(random_walk: bool, modifie
         k_draw, k_sweep = jax.random.split(key)
         flat = jax.random.categorical(k_draw, LOGITS.ravel())
         z = {"ab": jnp.stack([flat // 3, flat % 3]).astype(jnp.int32)}
-        new, pe = discrete_gibbs_sweep(k_sweep, z, potential(z), potential, jnp.array([3, 3]), proposal)
+        new, pe = discrete_gibbs_sweep(
+            k_sweep, z, potential(z), potential, jnp.array([3, 3]), proposal
+        )
         return z["ab"], new["ab"], pe
 
     start, end, pe = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n))
@@ -101,7 +104,8 @@ def test_a_mixed_hmc_step_leaves_the_joint_target_invariant(modified: bool) -> N
         pe, grad = jax.value_and_grad(joint_potential)(x, d)
         out = mixed_hmc_step(
             k_step, x, d, pe, grad, joint_potential,
-            step_size=jnp.array(0.25), inverse_mass_matrix=jnp.ones(1), trajectory_length=1.2,
+            step_size=jnp.array(0.25), metric=gaussian_euclidean(jnp.ones(1)),
+            trajectory_length=1.2,
             support_sizes=np.array([4]), num_discrete_updates=5,
             proposal_fn=select_discrete_proposal(False, modified),
         )  # fmt: skip

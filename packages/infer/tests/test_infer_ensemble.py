@@ -49,7 +49,9 @@ def test_stretch_factor_has_density_proportional_to_one_over_sqrt_z() -> None:
     active = jnp.zeros((n, 3))
     proposal, log_factor = StretchMove(a)(jax.random.key(0), active, jnp.ones((n, 3)))
     z = np.exp(np.asarray(log_factor) / 2.0)  # (D - 1) log z with D = 3
-    np.testing.assert_allclose(np.asarray(proposal), np.broadcast_to(1 - z[:, None], (n, 3)), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(proposal), np.broadcast_to(1 - z[:, None], (n, 3)), atol=1e-6
+    )
     for q in (0.7, 1.0, 1.5):
         cdf = (np.sqrt(a * q) - 1) / (a - 1)
         assert abs(np.mean(z <= q) - cdf) < 4 * np.sqrt(cdf * (1 - cdf) / n)
@@ -57,7 +59,9 @@ def test_stretch_factor_has_density_proportional_to_one_over_sqrt_z() -> None:
 
 def test_de_move_steps_along_the_difference_of_two_distinct_complementary_walkers() -> None:
     inactive = jnp.eye(4)[:4, :3] * jnp.arange(1.0, 5.0)[:, None]
-    proposal, log_factor = DEMove(sigma=1e-5, g0=0.5)(jax.random.key(1), jnp.zeros((4, 3)), inactive)
+    proposal, log_factor = DEMove(sigma=1e-5, g0=0.5)(
+        jax.random.key(1), jnp.zeros((4, 3)), inactive
+    )
     assert np.all(np.asarray(log_factor) == 0.0)
     steps = np.asarray(proposal) / 0.5
     # Each step is row j minus row i of `inactive` (i != j): two non-zero entries, or one
@@ -68,7 +72,9 @@ def test_de_move_steps_along_the_difference_of_two_distinct_complementary_walker
 
 
 @pytest.mark.parametrize(
-    "move", [DifferentialMove(), GaussianMove(), KDEMove(), RandomMove()], ids=lambda m: type(m).__name__
+    "move",
+    [DifferentialMove(), GaussianMove(), KDEMove(), RandomMove()],
+    ids=lambda m: type(m).__name__,
 )
 def test_ess_moves_give_one_direction_per_walker_scaled_by_two_mu(move: Any) -> None:
     inactive = jax.random.normal(jax.random.key(2), (6, 2))

@@ -41,11 +41,13 @@ def potential(z: jnp.ndarray) -> jnp.ndarray:
 
 @pytest.mark.parametrize("dense", [True, False], ids=["dense", "diagonal"])
 def test_a_step_keeps_n_points_with_their_potentials_and_reports_one(dense: bool) -> None:
-    state = sa_init(jax.random.key(0), jnp.zeros(2), potential, adapt_state_size=5, dense_mass=dense)
+    state = sa_init(
+        jax.random.key(0), jnp.zeros(2), potential, adapt_state_size=5, dense_mass=dense
+    )
     step = jax.jit(lambda s: sa_sample(s, potential, num_warmup=3))
     for _ in range(4):
         state = step(state)
-    zs, pes, loc, scale = state.adapt_state
+    zs, pes, _, scale = state.adapt_state
     assert zs.shape == (5, 2) and int(state.i) == 4
     np.testing.assert_allclose(pes, jax.vmap(potential)(zs), rtol=1e-6)
     assert bool(jnp.any(jnp.all(zs == state.z, axis=1)))
@@ -67,7 +69,9 @@ def test_cholesky_update_is_the_factor_of_the_updated_matrix(size: float, coef: 
     b = rng.normal(size=(4, 4))
     a = b @ b.T + np.eye(4)
     x = size * rng.normal(size=(3, 4))  # a batch of three updates
-    out = cholesky_update(jnp.asarray(np.linalg.cholesky(a), jnp.float32), jnp.asarray(x, jnp.float32), coef)
+    out = cholesky_update(
+        jnp.asarray(np.linalg.cholesky(a), jnp.float32), jnp.asarray(x, jnp.float32), coef
+    )
     for k in range(3):
         expected = np.linalg.cholesky(a + coef * np.outer(x[k], x[k]))
         np.testing.assert_allclose(out[k], expected, rtol=1e-4, atol=1e-5)

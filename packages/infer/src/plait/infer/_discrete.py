@@ -173,8 +173,10 @@ def discrete_gibbs_sweep(
         >>> logits = jnp.log(jnp.array([0.2, 0.3, 0.5]))
         >>> pe_fn = lambda z: -logits[z["c"]].sum()
         >>> z = {"c": jnp.array([0, 0])}
-        >>> new, pe = discrete_gibbs_sweep(jax.random.key(0), z, pe_fn(z), pe_fn,
-        ...                                jnp.array([3, 3]), select_discrete_proposal(False, False))
+        >>> proposal = select_discrete_proposal(False, False)
+        >>> new, pe = discrete_gibbs_sweep(
+        ...     jax.random.key(0), z, pe_fn(z), pe_fn, jnp.array([3, 3]), proposal
+        ... )
         >>> bool(jnp.allclose(pe, pe_fn(new)))
         True
     """

@@ -202,14 +202,13 @@ def ess_update(
     rng_key, move_key, dir_key, slice_key = random.split(state.rng_key, 4)
     directions = _choose(move_key, moves, weights, dir_key, inactive, state.mu)
     keys = random.split(slice_key, active.shape[0])
-    slice_one = jax.vmap(
-        lambda k, x, ld, d: _slice_along(k, x, ld, d, logdensity_fn, max_steps, max_iter)
-    )
-    new, new_ld, expansions, contractions = slice_one(keys, active, log_density, directions)
+    def slice_one(k: Array, x: Array, ld: Array, d: Array) -> tuple[Array, Array, Array, Array]:
+        return _slice_along(k, x, ld, d, logdensity_fn, max_steps, max_iter)
+
+    slices = jax.vmap(slice_one)(keys, active, log_density, directions)
+    new, new_ld, expansions, contractions = slices
     n_expansions = state.n_expansions + jnp.sum(expansions).astype(state.n_expansions.dtype)
-    n_contractions = state.n_contractions + jnp.sum(contractions).astype(
-        state.n_contractions.dtype
-    )
+    n_contractions = state.n_contractions + jnp.sum(contractions).astype(state.n_contractions.dtype)
     itr = state.i + 0.5
     mu = state.mu
     if tune_mu:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc.integrators import IntegratorState, velocity_verlet
-from blackjax.mcmc.metrics import gaussian_euclidean
+from blackjax.mcmc.metrics import Metric
 from blackjax.mcmc.trajectory import static_integration
 from jax import Array, lax, random
 
@@ -66,11 +66,12 @@ def mixed_hmc_step(
     potential_fn: Callable[[Any, Values], Array],
     *,
     step_size: Array,
-    inverse_mass_matrix: Array,
-    trajectory_length: float,
+    metric: Metric,
+    trajectory_length: Array | float,
     support_sizes: np.ndarray,
     num_discrete_updates: int,
     proposal_fn: ProposalFn,
+    num_steps: int | None = None,
 ) -> MixedHMCStep:
     """One Mixed HMC step from ``(z, z_discrete)``.
 
@@ -82,21 +83,26 @@ def mixed_hmc_step(
         z_grad: its gradient with respect to ``z``.
         potential_fn: the joint potential energy.
         step_size: the leapfrog step size.
-        inverse_mass_matrix: the inverse mass matrix (vector: diagonal).
+        metric: BlackJAX's metric of the momentum (``gaussian_euclidean(imm)``).
         trajectory_length: the length of the whole trajectory.
         support_sizes: the support size of each flat discrete coordinate (static).
         num_discrete_updates: the number of discrete updates along the trajectory.
         proposal_fn: the discrete proposal.
+        num_steps: a fixed number of leapfrog steps per sub-trajectory (NumPyro's HMC
+            ``num_steps``); by default ``ceil(length / step_size)``. Either way each
+            sub-trajectory has exactly its length.
 
     Example:
         >>> import jax, jax.numpy as jnp, numpy as np
+        >>> from blackjax.mcmc.metrics import gaussian_euclidean
         >>> from plait.infer._discrete import select_discrete_proposal
         >>> locs = jnp.array([-1.0, 1.0])
         >>> pe = lambda z, d: 0.5 * (z - locs[d["c"]]) ** 2
         >>> d = {"c": jnp.array(0)}
         >>> z = jnp.array(0.0)
         >>> out = mixed_hmc_step(jax.random.key(0), z, d, pe(z, d), jax.grad(pe)(z, d), pe,
-        ...     step_size=jnp.array(0.3), inverse_mass_matrix=jnp.ones(1), trajectory_length=1.0,
+        ...     step_size=jnp.array(0.3), metric=gaussian_euclidean(jnp.ones(1)),
+        ...     trajectory_length=1.0,
         ...     support_sizes=np.array([2]), num_discrete_updates=3,
         ...     proposal_fn=select_discrete_proposal(False, True))
         >>> bool(jnp.allclose(out.potential_energy, pe(out.z, out.z_discrete)))
@@ -104,7 +110,6 @@ def mixed_hmc_step(
     """
     num_discretes = int(support_sizes.shape[0])
     sizes = jnp.asarray(support_sizes)
-    metric = gaussian_euclidean(inverse_mass_matrix)
     key_loop, key_ke, key_time, key_r, key_accept = random.split(rng_key, 5)
     ke_discrete = random.exponential(key_ke, (num_discretes,), potential_energy.dtype)
     arrival = random.uniform(key_time, (num_discretes,), potential_energy.dtype)
@@ -123,7 +128,10 @@ def mixed_hmc_step(
         def logdensity(position: Any) -> Array:
             return -potential_fn(position, discrete)
 
-        steps = jnp.maximum(jnp.ceil(length / step_size), 1).astype(jnp.int32)
+        if num_steps is None:
+            steps = jnp.maximum(jnp.ceil(length / step_size), 1).astype(jnp.int32)
+        else:
+            steps = jnp.asarray(num_steps, jnp.int32)
         integrate = static_integration(velocity_verlet(logdensity, metric.kinetic_energy))
         return integrate(state, length / steps, steps), steps
 
@@ -135,7 +143,7 @@ def mixed_hmc_step(
         state, steps = sub_trajectory(state, discrete, length)
         pe = -state.logdensity
 
-        key, discrete_new, pe_new, log_accept_ratio = proposal_fn(
+        key, discrete_new, _, log_accept_ratio = proposal_fn(
             key, discrete, pe, lambda d: potential_fn(state.position, d), idx, sizes[idx]
         )
         ke_new = ke[idx] + log_accept_ratio
@@ -187,6 +195,6 @@ def mixed_hmc_step(
         jnp.where(accept, -end.logdensity, potential_energy),
         pick(jax.tree_util.tree_map(jnp.negative, end.logdensity_grad), z_grad),
         accept_prob,
-        num_steps,
+        jnp.asarray(num_steps),
         delta_energy > MAX_DELTA_ENERGY,
     )

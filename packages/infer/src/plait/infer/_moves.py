@@ -48,11 +48,11 @@ def _pair_differences(rng_key: Array, inactive: Array, count: int) -> Array:
 @dataclass(frozen=True, eq=False)
 class DEMove:
     """Differential evolution (Ter Braak 2006; Nelson et al. 2013), for :class:`AIES`:
-    ``active + γ (inactive[j] - inactive[i])`` with ``γ ~ Normal(g0, g0 · sigma)``.
+    ``active + gamma (inactive[j] - inactive[i])`` with ``gamma ~ Normal(g0, g0 · sigma)``.
 
     Args:
-        sigma: the relative spread of ``γ``.
-        g0: the mean of ``γ`` (default ``2.38 / sqrt(2 D)``).
+        sigma: the relative spread of ``gamma``.
+        g0: the mean of ``gamma`` (default ``2.38 / sqrt(2 D)``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -85,7 +85,8 @@ class StretchMove:
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> proposal, log_factor = StretchMove()(jax.random.key(0), jnp.zeros((2, 3)), jnp.ones((2, 3)))
+        >>> active, inactive = jnp.zeros((2, 3)), jnp.ones((2, 3))
+        >>> proposal, log_factor = StretchMove()(jax.random.key(0), active, inactive)
         >>> bool(jnp.all(log_factor <= 2 * jnp.log(2.0)))
         True
     """
@@ -113,7 +114,7 @@ class DifferentialMove:
     """
 
     def __call__(self, rng_key: Array, inactive: Array, mu: Any) -> Array:
-        return 2.0 * mu * _pair_differences(rng_key, inactive, inactive.shape[0])
+        return jnp.asarray(2.0 * mu * _pair_differences(rng_key, inactive, inactive.shape[0]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +124,8 @@ class GaussianMove:
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> GaussianMove()(jax.random.key(0), jax.random.normal(jax.random.key(1), (6, 2)), 1.0).shape
+        >>> inactive = jax.random.normal(jax.random.key(1), (6, 2))
+        >>> GaussianMove()(jax.random.key(0), inactive, 1.0).shape
         (6, 2)
     """
 
@@ -131,7 +133,7 @@ class GaussianMove:
         n, d = inactive.shape
         cov = jnp.atleast_2d(jnp.cov(inactive, rowvar=False))
         eps = random.normal(rng_key, (n, d), inactive.dtype)
-        return 2.0 * mu * eps @ jnp.linalg.cholesky(cov).T
+        return jnp.asarray(2.0 * mu * eps @ jnp.linalg.cholesky(cov).T)
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +146,8 @@ class KDEMove:
 
     Example:
         >>> import jax
-        >>> KDEMove()(jax.random.key(0), jax.random.normal(jax.random.key(1), (6, 2)), 1.0).shape
+        >>> inactive = jax.random.normal(jax.random.key(1), (6, 2))
+        >>> KDEMove()(jax.random.key(0), inactive, 1.0).shape
         (6, 2)
     """
 
@@ -154,7 +157,7 @@ class KDEMove:
         n = inactive.shape[0]
         kde = gaussian_kde(inactive.T, bw_method=self.bw_method)
         vectors = kde.resample(rng_key, (2 * n,)).T
-        return 2.0 * mu * (vectors[:n] - vectors[n:])
+        return jnp.asarray(2.0 * mu * (vectors[:n] - vectors[n:]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,4 +175,4 @@ class RandomMove:
     def __call__(self, rng_key: Array, inactive: Array, mu: Any) -> Array:
         directions = random.normal(rng_key, inactive.shape, inactive.dtype)
         directions = directions / jnp.linalg.norm(directions, axis=0)
-        return 2.0 * mu * directions
+        return jnp.asarray(2.0 * mu * directions)

@@ -21,12 +21,17 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax, random
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 
+from plait.infer._init import InitStrategy, init_to_uniform
+from plait.infer._on_model import ModelKernel
+
 __all__ = [
+    "SA",
     "SAAdaptState",
     "SAState",
     "cholesky_update",
@@ -101,8 +106,8 @@ def cholesky_update(lower: Array, x: Array, coef: Array | float = 1.0) -> Array:
     """The Cholesky factor of ``L Lᵀ + coef · x xᵀ`` (batched over leading dims).
 
     Krause & Igel's rank-one update (Algorithm 3.1) on ``L = L̃ diag(d)^{1/2}`` with unit
-    diagonal ``L̃``: for each column ``j``, ``γ = b d_j + coef w_j²``, ``d_j ← γ / b``,
-    ``b ← γ / d_j`` (the old ``d_j``), and ``w``, ``L̃_j`` updated below the diagonal.
+    diagonal ``L̃``: for each column ``j``, ``gamma = b d_j + coef w_j²``, ``d_j ← gamma / b``,
+    ``b ← gamma / d_j`` (the old ``d_j``), and ``w``, ``L̃_j`` updated below the diagonal.
     NumPyro 0.22's ``cholesky_update`` divides by the *new* ``d_j`` there, which leaves
     ``b = 1`` and gives a wrong factor once ``x`` is not small (its SA with
     ``dense_mass=True`` uses it).
@@ -136,9 +141,7 @@ def cholesky_update(lower: Array, x: Array, coef: Array | float = 1.0) -> Array:
     return unit * jnp.sqrt(d)[..., None, :]
 
 
-def leave_one_out_moments(
-    zs: Array, loc: Array, scale: Array, new: Array
-) -> tuple[Array, Array]:
+def leave_one_out_moments(zs: Array, loc: Array, scale: Array, new: Array) -> tuple[Array, Array]:
     """The mean and scale of the points ``zs`` with ``new`` added and each ``zs[n]``
     removed in turn (rank-one updates in NumPyro's numerically stable order).
 
@@ -302,3 +305,88 @@ def sa_sample(state: SAState, potential_fn: Callable[[Any], Array], num_warmup: 
         rng_key,
     )
 
+
+class SA(ModelKernel[SAState]):
+    """Sample Adaptive MCMC (Zhu 2019): gradient-free, one potential evaluation per
+    step, adapting a Gaussian proposal to a population of points (NumPyro's ``SA``).
+
+    Very fast per step but needs many warm-up steps. As in NumPyro, each draw is one of
+    the population's points picked at random, not the whole population.
+
+    Args:
+        model: the model (or give ``potential_fn``).
+        potential_fn: minus the log density of unconstrained parameters (then
+            ``MCMC.run`` needs ``init_params``).
+        adapt_state_size: the number of points (default: twice the latent dimension).
+        dense_mass: a dense proposal covariance (diagonal otherwise).
+        init_strategy: where chains start (:func:`plait.infer.init_to_uniform`, ...).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import numpyro.distributions as dist
+        >>> from plait import sample
+        >>> from plait.infer import MCMC, SA
+        >>> def model():
+        ...     sample("x", dist.Normal(1.0, 0.5))
+        >>> mcmc = MCMC(SA(model), num_warmup=2000, num_samples=4000, progress_bar=False)
+        >>> mcmc.run(jax.random.key(0))
+        >>> bool(abs(mcmc.get_samples()["x"].mean() - 1.0) < 0.1)
+        True
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any] | None = None,
+        potential_fn: Callable[[Any], Array] | None = None,
+        adapt_state_size: int | None = None,
+        dense_mass: bool = True,
+        init_strategy: InitStrategy = init_to_uniform,
+    ) -> None:
+        super().__init__(model, potential_fn, init_strategy)
+        if adapt_state_size is not None and adapt_state_size < 2:
+            raise ValueError(f"SA needs adapt_state_size > 1, got {adapt_state_size}.")
+        self._adapt_state_size = adapt_state_size
+        self._dense_mass = dense_mass
+        self._num_warmup = 0
+
+    @property
+    def default_fields(self) -> tuple[str, ...]:
+        return ("z", "diverging")
+
+    def init(
+        self,
+        rng_key: Array,
+        num_warmup: int,
+        init_params: Any,
+        model_args: tuple[Any, ...],
+        model_kwargs: dict[str, Any],
+    ) -> SAState:
+        self._num_warmup = num_warmup
+        rng_key, key_init = random.split(rng_key)
+        info = self.initial_params(
+            key_init, init_params, model_args, model_kwargs, validate_grad=False
+        )
+        return sa_init(
+            rng_key,
+            info.z,
+            self.get_potential_fn(model_args, model_kwargs),
+            adapt_state_size=self._adapt_state_size,
+            dense_mass=self._dense_mass,
+        )
+
+    def check_init(
+        self, state: SAState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
+    ) -> None:
+        pes = np.asarray(state.adapt_state.pes)
+        valid = np.isfinite(pes).any(-1)
+        if not valid.all():
+            pe = np.where(valid, 0.0, np.asarray(state.potential_energy))
+            self.raise_if_invalid(state.z, pe, model_args, model_kwargs)
+
+    def sample(
+        self, state: SAState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
+    ) -> SAState:
+        return sa_sample(state, self.get_potential_fn(model_args, model_kwargs), self._num_warmup)
+
+    def get_diagnostics_str(self, state: SAState) -> str:
+        return f"acc. prob={float(state.mean_accept_prob):.2f}"
