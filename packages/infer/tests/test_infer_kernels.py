@@ -10,6 +10,7 @@ size. Both libraries must land within 5 standard errors of the exact value.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -149,10 +150,58 @@ def test_ensemble_samplers_match_the_exact_posterior_and_numpyro(kind: str) -> N
     assert ours.last_state.z["mu"].shape == (10,)
 
 
-def test_an_ensemble_with_an_odd_number_of_chains_is_an_error() -> None:
-    mcmc = pi.MCMC(pi.AIES(conjugate(plait)), num_warmup=5, num_samples=5, num_chains=3)
-    with pytest.raises(ValueError, match="even number of chains"):
+@pytest.mark.parametrize(
+    ("num_chains", "chain_method", "match"),
+    [
+        (3, "vectorized", "Number of chains must be even"),
+        (4, "parallel", "chain_method='vectorized'"),
+        (4, "sequential", "chain_method='vectorized'"),
+        (1, "vectorized", "num_chains > 1"),
+    ],
+)
+def test_ensembles_refuse_what_numpyro_refuses(
+    num_chains: int, chain_method: str, match: str
+) -> None:
+    # NumPyro's kernels assert, so these are AssertionErrors (its tests expect them).
+    mcmc = pi.MCMC(
+        pi.ESS(conjugate(plait)),
+        num_warmup=5,
+        num_samples=5,
+        num_chains=num_chains,
+        chain_method=chain_method,  # type: ignore[arg-type]
+        progress_bar=False,
+    )
+    with pytest.raises(AssertionError, match=re.escape(match)):
         mcmc.run(jax.random.key(0), Y, K)
+    with pytest.raises(AssertionError, match="Each move"):
+        pi.AIES(conjugate(plait), moves={"invalid": 1.0})
+
+
+def test_an_ensemble_subclass_written_for_numpyro_updates_complementary_halves() -> None:
+    # NumPyro's own test of EnsembleSampler: its API (three-field state, the
+    # update_active_chains(active, inactive, inner_state) method) works unchanged.
+    class ToyEnsembleSampler(pi.EnsembleSampler):
+        def __init__(self) -> None:
+            super().__init__(
+                potential_fn=lambda z: jnp.array(0.0),
+                randomize_split=False,
+                init_strategy=pi.init_to_uniform,
+            )
+            self._num_chains = 4
+
+        def init_inner_state(self, rng_key: Any) -> Any:
+            return jnp.array(0)
+
+        def update_active_chains(self, active: Any, inactive: Any, inner_state: Any) -> Any:
+            return inactive + 1.0, inner_state
+
+    state = pi.EnsembleSamplerState(
+        z=jnp.array([[0.0], [1.0], [10.0], [11.0]]),
+        inner_state=jnp.array(0),
+        rng_key=jax.random.key(0),
+    )
+    new_state = ToyEnsembleSampler().sample(state, model_args=(), model_kwargs={})
+    np.testing.assert_allclose(new_state.z, jnp.array([[11.0], [12.0], [12.0], [13.0]]))
 
 
 # -- Gibbs kernels: a mixture whose posterior is known by enumeration --------------------
@@ -262,3 +311,72 @@ def test_gibbs_kernels_reject_what_numpyro_rejects() -> None:
     mcmc = pi.MCMC(pi.DiscreteHMCGibbs(pi.NUTS(conjugate(plait))), num_warmup=5, num_samples=5)
     with pytest.raises(ValueError, match="Cannot detect any discrete latent variables"):
         mcmc.run(jax.random.key(0), Y, K)
+
+
+@pytest.mark.parametrize("kind", ["AIES", "DiscreteHMCGibbs"])
+def test_a_resumed_state_draws_from_the_key_it_is_given(kind: str) -> None:
+    # Composite states (an ensemble's inner state, the Gibbs blocks) take every draw
+    # from the state's key: the same key repeats the draws, a new key changes all of them.
+    if kind == "AIES":
+        kernel: Any = pi.AIES(conjugate(plait))
+        args: tuple[Any, ...] = (Y, K)
+        chains = 6
+    else:
+        kernel, args, chains = pi.DiscreteHMCGibbs(pi.NUTS(mixture(plait))), (YM,), 1
+    method = "vectorized" if kind == "AIES" else "parallel"
+    mcmc = pi.MCMC(
+        kernel,
+        num_warmup=40,
+        num_samples=40,
+        num_chains=chains,
+        chain_method=method,  # type: ignore[arg-type]
+        progress_bar=False,
+    )
+    mcmc.warmup(jax.random.key(0), *args)
+    runs = []
+    for seed in (1, 1, 2):
+        mcmc.run(jax.random.key(seed), *args)
+        runs.append(np.asarray(mcmc.get_samples()["mu"]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.mean(runs[0] == runs[2]) < 0.3  # a walker may stay put a few steps
+
+
+def discrete_only() -> None:
+    plait.sample("x", dist.Bernoulli(0.7).expand([3]))
+    plait.sample("y", dist.Binomial(10, 0.3))
+
+
+def discrete_enumerated() -> None:
+    plait.sample("x", dist.Bernoulli(0.7), infer={"enumerate": "parallel"})
+    y = plait.sample("y", dist.Binomial(10, 0.3))
+    plait.deterministic("y2", y**2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "num_chains"),
+    [("DiscreteHMCGibbs", discrete_only, 2), ("MixedHMC", discrete_enumerated, 1)],
+    ids=["gibbs-discrete-only", "mixed-enumerated"],
+)
+def test_gibbs_kernels_run_models_without_continuous_latents(
+    kind: str, model: Callable[[], None], num_chains: int
+) -> None:
+    # NumPyro's test_discrete_gibbs_multiple_sites_chain / test_discrete_gibbs_enum: the
+    # inner kernel then has nothing to sample (or only an enumerated site).
+    kernel = (
+        pi.DiscreteHMCGibbs(pi.NUTS(model))
+        if kind == "DiscreteHMCGibbs"
+        else pi.MixedHMC(pi.HMC(model), num_discrete_updates=6)
+    )
+    mcmc = pi.MCMC(
+        kernel, num_warmup=200, num_samples=2000, num_chains=num_chains, progress_bar=False
+    )
+    mcmc.run(jax.random.key(0))
+    samples = mcmc.get_samples(group_by_chain=True)
+    y = np.asarray(samples["y"], np.float64)
+    assert_moments(y, 3.0, 2.1, "y")  # Binomial(10, 0.3)
+    if "x" in samples:
+        for i in range(3):
+            assert_moments(np.asarray(samples["x"][..., i], np.float64), 0.7, 0.21, ("x", i))
+    else:
+        assert set(samples) == {"y", "y2"}
+        np.testing.assert_array_equal(samples["y2"], samples["y"] ** 2)

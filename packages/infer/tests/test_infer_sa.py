@@ -57,7 +57,7 @@ def test_a_step_keeps_n_points_with_their_potentials_and_reports_one(dense: bool
 
 
 def test_adapt_state_size_below_two_is_an_error() -> None:
-    with pytest.raises(ValueError, match="adapt_state_size > 1"):
+    with pytest.raises(AssertionError, match="adapt_state_size should be greater than 1"):
         sa_init(jax.random.key(0), jnp.zeros(2), potential, adapt_state_size=1)
 
 

@@ -14,6 +14,8 @@ from plait.infer._elbo import Trace_ELBO as Trace_ELBO
 from plait.infer._elbo import TraceEnum_ELBO as TraceEnum_ELBO
 from plait.infer._ensemble import AIES as AIES
 from plait.infer._ensemble import ESS as ESS
+from plait.infer._ensemble import EnsembleSampler as EnsembleSampler
+from plait.infer._ensemble_step import EnsembleSamplerState as EnsembleSamplerState
 from plait.infer._gibbs import DiscreteHMCGibbs as DiscreteHMCGibbs
 from plait.infer._gibbs import HMCGibbs as HMCGibbs
 from plait.infer._gibbs import HMCGibbsState as HMCGibbsState
@@ -52,6 +54,8 @@ __all__ = [
     "HMCGibbsState",
     "AIES",
     "ESS",
+    "EnsembleSampler",
+    "EnsembleSamplerState",
     "BarkerMH",
     "ELBO",
     "HMC",

@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 from blackjax.mcmc import barker as bj_barker
 from blackjax.mcmc.metrics import Metric, gaussian_euclidean
 from jax import Array, lax, random
+from jax.flatten_util import ravel_pytree
 
 from plait.infer._adaptation import HMCAdaptState, warmup_adapter
 from plait.infer._init import InitStrategy, init_to_uniform
@@ -205,22 +205,22 @@ class BarkerMH(ModelKernel[BarkerMHState]):
         potential = self.get_potential_fn(model_args, model_kwargs)
         rng_key, key_step = random.split(state.rng_key)
         adapt = state.adapt_state
-        negate = jax.tree_util.tree_map
-        start = bj_barker.BarkerState(
-            state.z, -state.potential_energy, negate(jnp.negative, state.z_grad)
-        )
+        # BlackJAX works leaf by leaf: one flat vector is one leaf (one key split, one
+        # noise draw) however many sites the model has.
+        flat, unravel = ravel_pytree(state.z)
+        start = bj_barker.BarkerState(flat, -state.potential_energy, -ravel_pytree(state.z_grad)[0])
         new, info = barker_kernel(
             key_step,
             start,
-            lambda z: -potential(z),
+            lambda v: -potential(unravel(v)),
             adapt.step_size,
             adapt.inverse_mass_matrix,
         )
         # BlackJAX's log1p(exp(.)) can overflow to inf - inf: that proposal is rejected.
         accept_prob = jnp.nan_to_num(jnp.asarray(info.acceptance_rate), nan=0.0)
         accept_prob = accept_prob.astype(state.accept_prob.dtype)
-        z, pe = new.position, (-new.logdensity).astype(state.potential_energy.dtype)
-        grad = negate(jnp.negative, new.logdensity_grad)
+        z, pe = unravel(new.position), (-new.logdensity).astype(state.potential_energy.dtype)
+        grad = unravel(-new.logdensity_grad)
         warming = state.i < self._num_warmup
         _, update = self._adapter(self._num_warmup)
         adapt = lax.cond(

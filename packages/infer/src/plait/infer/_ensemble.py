@@ -50,26 +50,41 @@ def _batch_ravel(z: Any) -> tuple[Array, Callable[[Array], Any], Callable[[Array
     return flat, jax.vmap(unravel_one), unravel_one
 
 
-def _weights(moves: Mapping[Any, float] | None, default: Any) -> tuple[list[Any], Array]:
+def _weights(
+    moves: Mapping[Any, float] | None, default: Any, names: str
+) -> tuple[list[Any], Array]:
+    """The moves and their normalised probabilities. Errors are NumPyro's
+    ``AssertionError``s (its kernels assert), with a message that names the fix."""
     if not moves:
         return [default], jnp.ones(1)
     keys = list(moves)
     if not all(callable(m) for m in keys):
-        raise ValueError(f"each move must be callable, got {keys!r}.")
+        raise AssertionError(
+            f"Each move must be a callable (one of {names}); got {keys!r}. Pass "
+            "moves={Kernel.SomeMove(): probability, ...}."
+        )
     weights = np.asarray(list(moves.values()), np.float64)
     if np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError(f"move probabilities must be >= 0 and not all zero, got {weights}.")
+        raise AssertionError(
+            f"Each specified move must have probability >= 0 (and not all 0); got {weights}."
+        )
     return keys, jnp.asarray(weights / weights.sum())
 
 
 class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
-    """The base of :class:`AIES` and :class:`ESS`: an even number of walkers, each half
-    updated from the other (NumPyro's ``EnsembleSampler``)."""
+    """The base of :class:`AIES` and :class:`ESS` (NumPyro's ``EnsembleSampler``): an
+    even number of walkers, each half updated from the other.
+
+    A subclass implements NumPyro's ``init_inner_state(rng_key)`` and
+    ``update_active_chains(active, inactive, inner_state) -> (active, inner_state)``
+    (``active`` and ``inactive`` are halves of the walkers, flattened to ``(n, D)``;
+    ``self._batch_log_density`` is the log density of such a batch).
+    """
 
     def __init__(
         self,
-        model: Callable[..., Any] | None,
-        potential_fn: Callable[[Any], Array] | None,
+        model: Callable[..., Any] | None = None,
+        potential_fn: Callable[[Any], Array] | None = None,
         *,
         randomize_split: bool,
         init_strategy: InitStrategy,
@@ -77,6 +92,8 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         super().__init__(model, potential_fn, init_strategy)
         self._randomize_split = randomize_split
         self._num_warmup = 0
+        self._num_chains: int | None = None
+        self._batch_log_density: Callable[[Array], Array] | None = None
 
     @property
     def is_ensemble_kernel(self) -> bool:
@@ -87,6 +104,12 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         raise NotImplementedError
 
     def update_active_chains(
+        self, active: Array, inactive: Array, inner_state: Any
+    ) -> tuple[Array, Any]:
+        """The updated ``active`` walkers and inner state (NumPyro's method)."""
+        raise NotImplementedError
+
+    def _update(
         self,
         active: Array,
         log_density: Array,
@@ -94,8 +117,15 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         inner_state: Any,
         logdensity_fn: Callable[[Array], Array],
     ) -> tuple[Array, Array, Any]:
-        """The updated ``active`` walkers, their log densities and the inner state."""
-        raise NotImplementedError
+        """:meth:`update_active_chains` with the walkers' log densities carried along;
+        here recomputed, overridden by AIES and ESS, which compute them as they move."""
+        new, inner_state = self.update_active_chains(active, inactive, inner_state)
+        return new, jax.vmap(logdensity_fn)(new), inner_state
+
+    def _fresh_inner(self, inner_state: Any, rng_key: Array) -> Any:
+        """The inner state drawing from ``rng_key`` (AIES and ESS: every draw comes
+        from the state's key, so a state resumed with a new key moves afresh)."""
+        return inner_state
 
     def init(
         self,
@@ -106,11 +136,12 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         model_kwargs: dict[str, Any],
     ) -> EnsembleSamplerState:
         num_chains = rng_key.shape[0]
-        if num_chains < 2 or num_chains % 2:
-            raise ValueError(
-                f"{type(self).__name__} needs an even number of chains (walkers), at least 2; "
-                f"got num_chains={num_chains}. Use MCMC(..., num_chains=2 * k)."
+        if num_chains % 2:
+            raise AssertionError(
+                f"Number of chains must be even (got num_chains={num_chains}): "
+                f"{type(self).__name__} updates each half of the walkers from the other."
             )
+        self._num_chains = num_chains
         self._num_warmup = num_warmup
         key, key_inner, key_init = random.split(rng_key[0], 3)
         if init_params is None:
@@ -126,9 +157,9 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
             z = dict(init_params) if isinstance(init_params, Mapping) else init_params
             for leaf in jax.tree_util.tree_leaves(z):
                 if jnp.shape(leaf)[:1] != (num_chains,):
-                    raise ValueError(
-                        f"init_params of an ensemble need a leading dim of num_chains="
-                        f"{num_chains} (one value per walker); got shape {jnp.shape(leaf)}."
+                    raise AssertionError(
+                        "The batch dimension of each param must match n_chains "
+                        f"({num_chains}, one value per walker); got shape {jnp.shape(leaf)}."
                     )
         potential = self.get_potential_fn(model_args, model_kwargs)
         log_density = -jax.vmap(potential)(z)
@@ -158,20 +189,26 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         model_kwargs: dict[str, Any],
     ) -> EnsembleSamplerState:
         potential = self.get_potential_fn(model_args, model_kwargs)
-        rng_key, key_split = random.split(state.rng_key)
+        rng_key, key_split, key_inner = random.split(state.rng_key, 3)
         flat, unravel, unravel_one = _batch_ravel(state.z)
 
         def logdensity_fn(x: Array) -> Array:
             return -potential(unravel_one(x))
 
+        # NumPyro's attribute, for subclasses written against its API (this trace's).
+        self._batch_log_density = jax.vmap(logdensity_fn)
+        log_density = state.log_density
+        if log_density is None:  # a state built by hand, NumPyro's three fields
+            log_density = self._batch_log_density(flat)
+
         def update(active: Array, ld: Array, inactive: Array, inner: Any) -> Any:
-            return self.update_active_chains(active, ld, inactive, inner, logdensity_fn)
+            return self._update(active, ld, inactive, inner, logdensity_fn)
 
         flat, log_density, inner = ensemble_step(
             key_split,
             flat,
-            state.log_density,
-            state.inner_state,
+            log_density,
+            self._fresh_inner(state.inner_state, key_inner),
             update,
             randomize_split=self._randomize_split,
         )
@@ -224,13 +261,28 @@ class AIES(EnsembleSampler):
         super().__init__(
             model, potential_fn, randomize_split=randomize_split, init_strategy=init_strategy
         )
-        self._moves, self._weights = _weights(moves, DEMove())
+        self._moves, self._weights = _weights(
+            moves, DEMove(), "AIES.DEMove(), or AIES.StretchMove()"
+        )
 
     def init_inner_state(self, rng_key: Array) -> AIESState:
         zero = jnp.zeros((), jnp.result_type(float))
         return AIESState(zero, zero, zero, rng_key)
 
+    def _fresh_inner(self, inner_state: AIESState, rng_key: Array) -> AIESState:
+        return inner_state._replace(rng_key=rng_key)
+
     def update_active_chains(
+        self, active: Array, inactive: Array, inner_state: AIESState
+    ) -> tuple[Array, AIESState]:
+        assert self._batch_log_density is not None, "call sample (or init) first"
+        fn = self._batch_log_density
+        new, _, inner_state = self._update(
+            active, fn(active), inactive, inner_state, lambda x: fn(x[None])[0]
+        )
+        return new, inner_state
+
+    def _update(
         self,
         active: Array,
         log_density: Array,
@@ -310,9 +362,15 @@ class ESS(EnsembleSampler):
         super().__init__(
             model, potential_fn, randomize_split=randomize_split, init_strategy=init_strategy
         )
+        self._moves, self._weights = _weights(
+            moves,
+            DifferentialMove(),
+            "ESS.DifferentialMove(), ESS.GaussianMove(), ESS.KDEMove(), ESS.RandomMove()",
+        )
         if init_mu <= 0:
-            raise ValueError(f"init_mu (the scale factor) must be positive, got {init_mu}.")
-        self._moves, self._weights = _weights(moves, DifferentialMove())
+            raise AssertionError(
+                f"Scale factor should be strictly positive; got init_mu={init_mu}."
+            )
         self._max_steps = max_steps
         self._max_iter = max_iter
         self._init_mu = init_mu
@@ -323,7 +381,20 @@ class ESS(EnsembleSampler):
         mu = jnp.asarray(self._init_mu, jnp.result_type(float))
         return ESSState(jnp.zeros((), jnp.result_type(float)), zero, zero, mu, rng_key)
 
+    def _fresh_inner(self, inner_state: ESSState, rng_key: Array) -> ESSState:
+        return inner_state._replace(rng_key=rng_key)
+
     def update_active_chains(
+        self, active: Array, inactive: Array, inner_state: ESSState
+    ) -> tuple[Array, ESSState]:
+        assert self._batch_log_density is not None, "call sample (or init) first"
+        fn = self._batch_log_density
+        new, _, inner_state = self._update(
+            active, fn(active), inactive, inner_state, lambda x: fn(x[None])[0]
+        )
+        return new, inner_state
+
+    def _update(
         self,
         active: Array,
         log_density: Array,

@@ -43,13 +43,14 @@ class EnsembleSamplerState(NamedTuple):
         z: the walkers' unconstrained values, each with a leading ``num_chains`` dim.
         inner_state: the sampler's own state (:class:`AIESState` or :class:`ESSState`).
         rng_key: the key of the next step.
-        log_density: the log density of each walker, ``(num_chains,)``.
+        log_density: the log density of each walker, ``(num_chains,)`` (``None`` in a
+            state built with NumPyro's three fields: computed at the next step).
     """
 
     z: Any
     inner_state: Any
     rng_key: Array
-    log_density: Array
+    log_density: Any = None
 
 
 class AIESState(NamedTuple):

@@ -232,7 +232,7 @@ def sa_init(
     if adapt_state_size is None:
         adapt_state_size = 2 * size
     elif adapt_state_size < 2:
-        raise ValueError(f"SA needs adapt_state_size > 1, got {adapt_state_size}.")
+        raise AssertionError(f"adapt_state_size should be greater than 1; got {adapt_state_size}.")
     zs = z_flat + _sample_proposal(scale, key_zs, (adapt_state_size,))
     pes = lax.map(lambda x: potential_fn(unravel(x)), zs)
     scale = _fit(zs, scale)
@@ -344,7 +344,9 @@ class SA(ModelKernel[SAState]):
     ) -> None:
         super().__init__(model, potential_fn, init_strategy)
         if adapt_state_size is not None and adapt_state_size < 2:
-            raise ValueError(f"SA needs adapt_state_size > 1, got {adapt_state_size}.")
+            raise AssertionError(
+                f"adapt_state_size should be greater than 1; got {adapt_state_size}."
+            )
         self._adapt_state_size = adapt_state_size
         self._dense_mass = dense_mass
         self._num_warmup = 0
