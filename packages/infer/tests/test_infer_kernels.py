@@ -380,3 +380,18 @@ def test_gibbs_kernels_run_models_without_continuous_latents(
     else:
         assert set(samples) == {"y", "y2"}
         np.testing.assert_array_equal(samples["y2"], samples["y"] ** 2)
+
+
+@pytest.mark.filterwarnings("ignore:Out-of-support values:UserWarning")
+@pytest.mark.parametrize("kind", ["BarkerMH", "AIES"])
+def test_no_valid_starting_point_is_an_error_naming_the_site(kind: str) -> None:
+    def impossible(y: Any) -> None:
+        shape = plait.sample("shape", dist.HalfNormal(1.0))
+        plait.sample("y", dist.Gamma(shape, 1.0), obs=y)
+
+    kernel = pi.BarkerMH(impossible) if kind == "BarkerMH" else pi.AIES(impossible)
+    chains = {"num_chains": 4, "chain_method": "vectorized"} if kind == "AIES" else {}
+    mcmc = pi.MCMC(kernel, num_warmup=5, num_samples=5, progress_bar=False, **chains)  # type: ignore[arg-type]
+    with pytest.raises(plait.SiteError, match="could not find a valid initial point") as info:
+        mcmc.run(jax.random.key(0), -1.0)
+    assert info.value.site == "y"

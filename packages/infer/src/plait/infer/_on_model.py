@@ -148,7 +148,7 @@ class ModelKernel(MCMCKernel[StateT]):
                 "is finite."
             )
         prepared = self._require_prepared()
-        info = ParamInfo(z, potential_energy, z)
+        info = ParamInfo(z, potential_energy, {})  # the gradient is not reported
         raise_invalid_init(prepared.model, prepared.spec, info, valid, model_args, model_kwargs)
 
     def postprocess_fn(
