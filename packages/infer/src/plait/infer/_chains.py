@@ -35,10 +35,10 @@ def chain_mesh(num_chains: int) -> Mesh | None:
         warnings.warn(
             f"There are not enough devices to run parallel chains: expected {num_chains} but "
             f"got {len(devices)}. Chains will be drawn sequentially. If you are running MCMC "
-            "in CPU, consider using `plait.set_host_device_count(...)` (or XLA_FLAGS="
-            "--xla_force_host_platform_device_count) at the beginning of your program.",
+            "on CPU, consider jax.config.update('jax_num_cpu_devices', "
+            f"{num_chains}) at the beginning of your program.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
         return None
     return Mesh(np.array(devices[:n]), (CHAIN_AXIS,))

@@ -168,13 +168,23 @@ def build_programs(
         fn = postprocess_fn if postprocess_fn is not None else kernel.postprocess_fn(args, kwargs)
         return fn(z)
 
+    post_draws = jax.jit(jax.vmap(jax.vmap(post_one, (0, None)), (0, None)))
+    post_single = jax.jit(post_one)
+
+    def post_all(z: Any, dynamic: tuple[Any, ...], batch_shape: tuple[int, int]) -> Any:
+        """Post-process draws shaped ``batch_shape + ...``; a model with no continuous
+        latent has an empty ``z``: its (deterministic) values are broadcast."""
+        if jax.tree_util.tree_leaves(z):
+            return post_draws(z, dynamic)
+        out = post_single(z, dynamic)
+        return jax.tree_util.tree_map(
+            lambda v: jnp.broadcast_to(v, (*batch_shape, *jnp.shape(v))), out
+        )
+
     if ensemble:
         init_all: Callable[..., Any] = init_one
         chunk_all: Callable[..., Any] = chunk_one
-        # Draws come out (draw, chain, ...); MCMC swaps to (chain, draw, ...).
-        post_all: Callable[..., Any] = jax.vmap(jax.vmap(post_one, (0, None)), (0, None))
     else:
         init_all = vmap_chains(init_one, (0, 0, None))
         chunk_all = over_chains(chunk_one, (0, None, None), mesh)
-        post_all = jax.vmap(jax.vmap(post_one, (0, None)), (0, None))
-    return Programs(jax.jit(init_all), jax.jit(chunk_all), jax.jit(post_all), length, rows)
+    return Programs(jax.jit(init_all), jax.jit(chunk_all), post_all, length, rows)

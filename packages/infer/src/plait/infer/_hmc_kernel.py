@@ -130,6 +130,8 @@ class HMC(MCMCKernel[HMCState]):
         self._forward_mode_differentiation = forward_mode_differentiation
         self._regularize_mass_matrix = regularize_mass_matrix
         self._prepared: PreparedModel | None = None
+        self._shared: dict[Any, tuple[Callable[..., Array], tuple[Any, ...]]] = {}
+        self._num_warmup = 0
         if model is None:
             self._init_fn, self._sample_fn = hmc(
                 potential_fn=potential_fn, kinetic_fn=kinetic_fn, algo=self._algo
@@ -171,8 +173,30 @@ class HMC(MCMCKernel[HMCState]):
         return self._prepared
 
     def _potential_gen(self, *model_args: Any, **model_kwargs: Any) -> Callable[[Any], Array]:
+        """The potential for these arguments: one jitted function per run, so the model
+        is traced once and its jaxpr reused by the initial search and the sampler."""
         prepared = self._require_prepared()
-        return lambda z: prepared.potential(z, model_args, model_kwargs)
+        leaves, treedef = jax.tree_util.tree_flatten((tuple(model_args), dict(model_kwargs)))
+        # Traced arguments go in; concrete ones stay constants (the model may read them).
+        traced = tuple(i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.core.Tracer))
+        constants = tuple(leaf for i, leaf in enumerate(leaves) if i not in traced)
+        key = (treedef, traced, tuple(id(c) for c in constants))
+        entry = self._shared.get(key)
+        if entry is None:
+            positions = frozenset(traced)
+
+            def potential(z: Any, inputs: tuple[Any, ...]) -> Array:
+                given, fixed = iter(inputs), iter(constants)
+                full = [next(given) if i in positions else next(fixed) for i in range(len(leaves))]
+                args, kwargs = jax.tree_util.tree_unflatten(treedef, full)
+                return prepared.potential(z, args, kwargs)
+
+            # The entry holds the constants, so their ids stay theirs.
+            entry = (jax.jit(potential), constants)
+            self._shared[key] = entry
+        fn = entry[0]
+        inputs = tuple(leaves[i] for i in traced)
+        return lambda z: fn(z, inputs)
 
     def get_potential_fn(
         self, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
@@ -195,6 +219,7 @@ class HMC(MCMCKernel[HMCState]):
     ) -> Hashable:
         if self._model is None:
             return ()
+        self._shared = {}
         self._prepared = prepare_model(
             rng_key,
             self._model,
@@ -202,6 +227,7 @@ class HMC(MCMCKernel[HMCState]):
             model_args,
             model_kwargs,
             algorithm=type(self).__name__,
+            abstract=True,
         )
         return self._prepared.cache_key
 
@@ -238,6 +264,8 @@ class HMC(MCMCKernel[HMCState]):
                     model_args=model_args,
                     model_kwargs=model_kwargs,
                     forward_mode_differentiation=self._forward_mode_differentiation,
+                    potential_fn=self._potential_gen(*model_args, **model_kwargs),
+                    max_tries=1,  # check_init retries, so the compiled init has no loop
                 )
             elif isinstance(init_params, ParamInfo):
                 info = init_params
@@ -250,6 +278,7 @@ class HMC(MCMCKernel[HMCState]):
                 )
                 info = ParamInfo(z, pe, grad)
         z = info.z if isinstance(info, ParamInfo) else info
+        self._num_warmup = num_warmup
         return self._init_fn(
             info,
             num_warmup,
@@ -272,22 +301,47 @@ class HMC(MCMCKernel[HMCState]):
 
     def check_init(
         self, state: HMCState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
-    ) -> None:
-        pe = np.asarray(state.potential_energy)
-        grads = [np.asarray(g) for g in jax.tree_util.tree_leaves(state.z_grad)]
-        valid = np.isfinite(pe)
-        for g in grads:
-            valid = valid & np.isfinite(g.reshape(*pe.shape, -1)).all(-1)
+    ) -> HMCState:
+        """Chains whose first start has a non-finite potential (or gradient) search again,
+        up to 100 tries (compiled only then); no valid start is a clear error naming the
+        site."""
+        valid = _finite_start(state)
         if valid.all():
-            return
+            return state
         if self._model is None:
             raise ValueError(
                 "the potential energy (or its gradient) is not finite at init_params; start "
                 "where potential_fn is finite."
             )
         prepared = self._require_prepared()
-        info = ParamInfo(state.z, state.potential_energy, state.z_grad)
-        raise_invalid_init(prepared.model, prepared.spec, info, valid, model_args, model_kwargs)
+        bad = np.flatnonzero(~valid)
+        keys = jax.vmap(lambda k: random.fold_in(k, 1))(jnp.asarray(state.rng_key)[bad])
+
+        def search(key: Array) -> tuple[ParamInfo, Array]:
+            return find_valid_initial_params(
+                key,
+                prepared.model,
+                prepared.spec,
+                init_strategy=self._init_strategy,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+                forward_mode_differentiation=self._forward_mode_differentiation,
+                potential_fn=self._potential_gen(*model_args, **model_kwargs),
+            )
+
+        infos, found = jax.jit(jax.vmap(search))(keys)
+        if not np.asarray(found).all():
+            raise_invalid_init(
+                prepared.model, prepared.spec, infos, found, model_args, model_kwargs
+            )
+
+        def restart(key: Array, info: ParamInfo) -> HMCState:
+            return self.init(key, self._num_warmup, info, model_args, model_kwargs)
+
+        fresh = jax.jit(jax.vmap(restart))(keys, infos)
+        return jax.tree_util.tree_map(  # type: ignore[no-any-return]
+            lambda old, new: jnp.asarray(old).at[bad].set(new), state, fresh
+        )
 
     def sample(
         self, state: HMCState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
@@ -328,10 +382,20 @@ class HMC(MCMCKernel[HMCState]):
         kernel = copy.copy(self)
         kernel._model = wrapper(self._model)
         kernel._prepared = None
+        kernel._shared = {}
         kernel._init_fn, kernel._sample_fn = hmc(
             potential_fn_gen=kernel._potential_gen, kinetic_fn=self._kinetic_fn, algo=self._algo
         )
         return kernel
+
+
+def _finite_start(state: HMCState) -> np.ndarray:
+    """Per chain: a finite potential and gradient at the start."""
+    pe = np.asarray(state.potential_energy)
+    valid = np.isfinite(pe).reshape(-1)
+    for g in jax.tree_util.tree_leaves(state.z_grad):
+        valid = valid & np.isfinite(np.asarray(g).reshape(valid.shape[0], -1)).all(-1)
+    return np.asarray(valid, bool)
 
 
 def _checked_init_params(init_params: Any, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:

@@ -46,9 +46,9 @@ class MCMCKernel(abc.ABC, Generic[StateT]):
     has defaults. MCMC calls, per run: :meth:`prepare` (Python, concrete arguments),
     then ``init`` (compiled, one chain at a time under ``vmap``, or the whole ensemble
     when :attr:`is_ensemble_kernel`), then :meth:`check_init` (Python, on the initial
-    states of all chains), then ``sample`` ``num_warmup + num_samples`` times in a
-    compiled loop, then :meth:`postprocess_fn` (compiled) on the collected
-    ``sample_field`` values.
+    states of all chains; it returns the states to start from), then ``sample``
+    ``num_warmup + num_samples`` times in a compiled loop, then :meth:`postprocess_fn`
+    (compiled) on the collected ``sample_field`` values.
 
     Example:
         A random-walk Metropolis kernel on a potential (NumPyro's own example):
@@ -119,9 +119,12 @@ class MCMCKernel(abc.ABC, Generic[StateT]):
 
     def check_init(
         self, state: StateT, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
-    ) -> None:
-        """Raise a clear error if the initial ``state`` (with a leading chain axis,
-        concrete) is unusable, e.g. no finite starting point was found. Default: accept."""
+    ) -> StateT:
+        """The initial state to start from: ``state`` (with a leading chain axis,
+        concrete) as it is, repaired (chains whose start is unusable started elsewhere),
+        or a clear error. Called in Python after ``init``; ``init`` may thus make one
+        cheap attempt and leave retries to this method. Default: ``state``."""
+        return state
 
     # -- traced steps --------------------------------------------------------------------
     @abc.abstractmethod

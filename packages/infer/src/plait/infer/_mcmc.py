@@ -318,7 +318,7 @@ class MCMC:
             self._constant_signatures.add(self._signature[0])
             programs, dynamic = self._get_programs(plan, length, prepared)
             state = self._call_init(programs, keys, init_params, dynamic)
-        kernel.check_init(jax.device_get(state), self._args, self._kwargs)
+        state = kernel.check_init(jax.device_get(state), self._args, self._kwargs)
         return state, programs, dynamic
 
     def _call_init(
@@ -451,7 +451,12 @@ class MCMC:
             return
         draws = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *collected)
         states = dict(zip(plan.fields, draws, strict=True))
-        samples = programs.postprocess(states[plan.fields[0]], dynamic)
+        batch = (
+            jax.tree_util.tree_leaves(draws)[0].shape[:2]
+            if jax.tree_util.tree_leaves(draws)
+            else (self.num_chains, 0)
+        )
+        samples = programs.postprocess(states[plan.fields[0]], dynamic, batch)
         if plan.removed and isinstance(samples, dict):
             samples = {k: v for k, v in samples.items() if k not in plan.removed}
         states[plan.fields[0]] = samples

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
 from plait import Message, Trace
 from plait.errors import SiteError
 from plait.handlers import infer_config
+from plait.infer._args import CONCRETE_VALUE_ERRORS
 from plait.infer._init import InitStrategy, init_to_uniform
 from plait.infer._util import (
     ModelInfo,
@@ -125,22 +127,16 @@ def _digest(values: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
-def prepare_model(
+def _read_model(
     rng_key: Any,
     model: Callable[..., Any],
     init_strategy: InitStrategy,
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
-    *,
     algorithm: str,
-) -> PreparedModel:
-    """Trace ``model`` once and build what a sampler needs (see :class:`PreparedModel`).
-
-    Raises:
-        SiteError: a latent the sampler cannot handle (named).
-    """
+) -> tuple[Callable[..., Any], ModelSpec, Trace]:
     tr = prototype_trace(rng_key, model, init_strategy, model_args, model_kwargs)
-    model = auto_enumerate(model, tr, stacklevel=5)
+    model = auto_enumerate(model, tr, stacklevel=6)
     for name, site in tr.items():
         if site.type != "sample" or site.is_observed:
             continue
@@ -164,7 +160,63 @@ def prepare_model(
                 "observe it, or sample it with a Gibbs kernel (DiscreteHMCGibbs).",
             )
         site.infer["enumerate"] = "parallel"
-    spec = inspect_model(tr, algorithm=algorithm)
+    return model, inspect_model(tr, algorithm=algorithm), tr
+
+
+def _read_abstractly(
+    rng_key: Any,
+    model: Callable[..., Any],
+    init_strategy: InitStrategy,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    algorithm: str,
+) -> tuple[Callable[..., Any], ModelSpec, Trace] | None:
+    """:func:`_read_model` on a trace that runs no operation (the model is traced, as
+    ``jit`` does, not executed), or ``None`` when the model needs concrete values from
+    its arguments or has ``param`` sites (whose values the sampler holds fixed)."""
+    box: list[tuple[Callable[..., Any], ModelSpec, Trace]] = []
+
+    def read() -> Array:
+        box.append(_read_model(rng_key, model, init_strategy, model_args, model_kwargs, algorithm))
+        return jnp.zeros(())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            jax.make_jaxpr(read)()
+        except CONCRETE_VALUE_ERRORS:
+            return None
+    if not box or box[0][1].params:
+        return None
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return box[0]
+
+
+def prepare_model(
+    rng_key: Any,
+    model: Callable[..., Any],
+    init_strategy: InitStrategy,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    *,
+    algorithm: str,
+    abstract: bool = False,
+) -> PreparedModel:
+    """Trace ``model`` once and build what a sampler needs (see :class:`PreparedModel`).
+
+    With ``abstract``, the trace runs no operation when it can (the sampler only needs
+    the structure): the prototype then holds tracers and must not be read for values.
+
+    Raises:
+        SiteError: a latent the sampler cannot handle (named).
+    """
+    read = None
+    if abstract:
+        read = _read_abstractly(rng_key, model, init_strategy, model_args, model_kwargs, algorithm)
+    if read is None:
+        read = _read_model(rng_key, model, init_strategy, model_args, model_kwargs, algorithm)
+    model, spec, tr = read
     key = (
         spec.names,
         tuple(spec.shapes[n] for n in spec.names),

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax, random
 from jax.flatten_util import ravel_pytree
-from numpyro.distributions.transforms import Transform
 
 from plait import Message, Messenger, Trace
 from plait.errors import PlaitError, SiteError
@@ -72,20 +71,18 @@ class ModelSpec:
 
     Fields:
         names: the continuous latent sample sites, in trace order.
-        transforms: ``biject_to(support)`` of each, unconstrained to constrained.
         params: values of the ``param`` and ``mutable`` sites (held fixed).
         enumerated: discrete latent sites that are summed out by enumeration.
         deterministic: the deterministic sites.
-        observed: values of the observed sample sites (for ArviZ).
         shapes: the shape of each continuous latent on the unconstrained space.
+
+    It holds no traced value: it may be read from an abstract trace.
     """
 
     names: tuple[str, ...]
-    transforms: dict[str, Transform]
     params: dict[str, Any]
     enumerated: tuple[str, ...] = ()
     deterministic: tuple[str, ...] = ()
-    observed: dict[str, Any] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
@@ -125,17 +122,14 @@ def inspect_model(tr: Trace, *, algorithm: str = "this algorithm") -> ModelSpec:
             enumerated, a latent ``Delta`` site, or a support with no bijection.
     """
     names: list[str] = []
-    transforms: dict[str, Transform] = {}
     params: dict[str, Any] = {}
     enumerated: list[str] = []
     deterministic: list[str] = []
-    observed: dict[str, Any] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     for name, site in tr.items():
         if site.type == "sample" and site.is_observed:
-            if not site.infer.get("is_auxiliary"):
-                observed[name] = site.value
-        elif site.type == "sample":
+            continue
+        if site.type == "sample":
             support = getattr(site.fn, "support", None)
             if support is not None and support.is_discrete:
                 _check_enumerable(name, site, algorithm)
@@ -148,21 +142,12 @@ def inspect_model(tr: Trace, *, algorithm: str = "this algorithm") -> ModelSpec:
                 )
             else:
                 names.append(name)
-                transforms[name] = site_transform(site)
-                shapes[name] = tuple(jnp.shape(transforms[name].inv(site.value)))
+                shapes[name] = tuple(jnp.shape(site_transform(site).inv(site.value)))
         elif site.type in ("param", "mutable"):
             params[name] = site.value
         elif site.type == "deterministic":
             deterministic.append(name)
-    return ModelSpec(
-        tuple(names),
-        transforms,
-        params,
-        tuple(enumerated),
-        tuple(deterministic),
-        observed,
-        shapes,
-    )
+    return ModelSpec(tuple(names), params, tuple(enumerated), tuple(deterministic), shapes)
 
 
 def _check_enumerable(name: str, site: Message, algorithm: str) -> None:
@@ -242,6 +227,8 @@ def find_valid_initial_params(
     model_kwargs: Mapping[str, Any] | None = None,
     validate_grad: bool = True,
     forward_mode_differentiation: bool = False,
+    potential_fn: Callable[[Mapping[str, Any]], Array] | None = None,
+    max_tries: int = MAX_INIT_TRIES,
 ) -> tuple[ParamInfo, Array]:
     """An unconstrained starting point with a finite potential (and gradient).
 
@@ -249,10 +236,19 @@ def find_valid_initial_params(
     ``lax.while_loop`` (so it works under ``jit`` and ``vmap``). ``init_to_uniform``
     draws on the unconstrained shapes of ``spec`` directly (as NumPyro does), so the loop
     evaluates the potential only and never runs the model under the strategy. Returns
-    the last point tried and whether it is valid.
+    the last point tried and whether it is valid. ``potential_fn(z)`` (default: built
+    from the model) lets a sampler share its potential, so the model is traced once.
+    With ``max_tries=1`` there is no loop: one attempt, which compiles in about half the
+    time (a sampler retries from Python only when it fails).
     """
     kwargs = {} if model_kwargs is None else dict(model_kwargs)
-    potential = make_potential(model, spec)
+    if potential_fn is None:
+        built = make_potential(model, spec)
+
+        def potential_fn(position: Mapping[str, Any]) -> Array:
+            return built(position, model_args, kwargs)
+
+    fn = potential_fn
     init_model = substitute(model, data=spec.params) if spec.params else model
     radius = _uniform_radius(init_strategy)
 
@@ -266,13 +262,11 @@ def find_valid_initial_params(
         tr = prototype_trace(key, init_model, init_strategy, model_args, kwargs)
         return {name: site_transform(tr[name]).inv(tr[name].value) for name in spec.names}
 
+    real = jnp.result_type(float)
+
     def attempt(key: Array) -> tuple[ParamInfo, Array]:
-        z = draw(key)
+        z = {k: jnp.asarray(v, real) for k, v in draw(key).items()}
         if validate_grad:
-
-            def fn(position: dict[str, Array]) -> Array:
-                return potential(position, model_args, kwargs)
-
             if forward_mode_differentiation:
                 pe = fn(z)
                 grad = jax.jacfwd(fn)(z)
@@ -281,10 +275,14 @@ def find_valid_initial_params(
             flat, _ = ravel_pytree(grad)
             ok = jnp.isfinite(pe) & jnp.all(jnp.isfinite(flat))
         else:
-            pe = potential(z, model_args, kwargs)
+            pe = fn(z)
             grad = jax.tree_util.tree_map(jnp.zeros_like, z)
             ok = jnp.isfinite(pe)
-        return ParamInfo(z, pe, grad), ok
+        grad = jax.tree_util.tree_map(lambda g: g.astype(real), grad)
+        return ParamInfo(z, jnp.asarray(pe, real), grad), ok
+
+    if max_tries == 1:
+        return attempt(random.split(rng_key)[1])
 
     def body(state: tuple[Array, Array, ParamInfo, Array]) -> tuple[Any, ...]:
         i, key, _, _ = state
@@ -293,11 +291,12 @@ def find_valid_initial_params(
         return i + 1, key, info, ok
 
     def cond(state: tuple[Array, Array, ParamInfo, Array]) -> Array:
-        return (state[0] < MAX_INIT_TRIES) & ~state[3]
+        return (state[0] < max_tries) & ~state[3]
 
-    shapes = jax.eval_shape(attempt, rng_key)
-    blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    start = (jnp.asarray(0), rng_key, blank[0], jnp.asarray(False))
+    # The carry is built from the known shapes, not by tracing `attempt` once more.
+    zeros = {name: jnp.zeros(spec.shapes[name], real) for name in spec.names}
+    blank = ParamInfo(zeros, jnp.zeros((), real), dict(zeros))
+    start = (jnp.asarray(0), rng_key, blank, jnp.asarray(False))
     _, _, info, ok = lax.while_loop(cond, body, start)
     return info, ok
 
