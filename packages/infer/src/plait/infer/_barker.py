@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax.mcmc import barker as bj_barker
 from blackjax.mcmc.metrics import Metric, gaussian_euclidean
 from jax import Array, lax, random
@@ -196,8 +198,11 @@ class BarkerMH(ModelKernel[BarkerMHState]):
 
     def check_init(
         self, state: BarkerMHState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
-    ) -> None:
-        self.raise_if_invalid(state.z, state.potential_energy, model_args, model_kwargs)
+    ) -> BarkerMHState:
+        valid = np.isfinite(np.asarray(state.potential_energy)).reshape(-1)
+        for grad in jax.tree_util.tree_leaves(state.z_grad):
+            valid &= np.isfinite(np.asarray(grad).reshape(valid.shape[0], -1)).all(-1)
+        return self.restart_invalid(state, valid, model_args, model_kwargs, validate_grad=True)
 
     def sample(
         self, state: BarkerMHState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]

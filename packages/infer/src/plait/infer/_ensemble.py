@@ -170,7 +170,7 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         state: EnsembleSamplerState,
         model_args: tuple[Any, ...],
         model_kwargs: dict[str, Any],
-    ) -> None:
+    ) -> EnsembleSamplerState:
         dim = int(ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], state.z))[0].size)
         num_chains = int(np.shape(state.log_density)[0])
         if num_chains < 2 * dim:
@@ -180,7 +180,19 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
                 UserWarning,
                 stacklevel=4,
             )
-        self.raise_if_invalid(state.z, -np.asarray(state.log_density), model_args, model_kwargs)
+        valid = np.isfinite(np.asarray(state.log_density))
+        if valid.all():
+            return state
+        # Walkers whose first start is not finite search again (compiled only then).
+        bad = np.flatnonzero(~valid)
+        keys = random.split(random.fold_in(jnp.asarray(state.rng_key), 1), bad.size)
+        infos = self.search_starts(keys, model_args, model_kwargs, validate_grad=False)
+
+        def put(old: Any, new: Any) -> Any:
+            return jnp.asarray(old).at[bad].set(new)
+
+        z = jax.tree_util.tree_map(put, state.z, infos.z)
+        return state._replace(z=z, log_density=put(state.log_density, -infos.potential_energy))
 
     def sample(
         self,

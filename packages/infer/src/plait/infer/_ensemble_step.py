@@ -203,6 +203,7 @@ def ess_update(
     rng_key, move_key, dir_key, slice_key = random.split(state.rng_key, 4)
     directions = _choose(move_key, moves, weights, dir_key, inactive, state.mu)
     keys = random.split(slice_key, active.shape[0])
+
     def slice_one(k: Array, x: Array, ld: Array, d: Array) -> tuple[Array, Array, Array, Array]:
         return _slice_along(k, x, ld, d, logdensity_fn, max_steps, max_iter)
 

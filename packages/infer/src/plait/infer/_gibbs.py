@@ -137,6 +137,35 @@ def support_sizes(tr: Trace, sites: Sequence[str]) -> np.ndarray:
     return np.concatenate(sizes) if sizes else np.zeros(0, np.int32)
 
 
+def _row(x: Any, chain: int) -> Any:
+    return x[chain : chain + 1]
+
+
+def _set_row(old: Any, new: Any, chain: int) -> Any:
+    return jnp.asarray(old).at[chain].set(new[0])
+
+
+def restart_inner(
+    inner: HMC,
+    hmc_state: Any,
+    values: Values,
+    model_args: tuple[Any, ...],
+    model_kwargs: dict[str, Any],
+) -> Any:
+    """The inner kernel's initial states (one row per chain), each chain whose start is
+    not finite repaired by the inner kernel's ``check_init`` under that chain's Gibbs
+    values (or its error naming the site)."""
+    valid = np.isfinite(np.asarray(hmc_state.potential_energy)).reshape(-1)
+    for grad in jax.tree_util.tree_leaves(hmc_state.z_grad):
+        valid &= np.isfinite(np.asarray(grad).reshape(valid.shape[0], -1)).all(-1)
+    for chain in np.flatnonzero(~valid).tolist():
+        one = jax.tree_util.tree_map(partial(_row, chain=chain), hmc_state)
+        chain_values = {k: np.asarray(v)[chain] for k, v in values.items()}
+        fixed = inner.check_init(one, model_args, with_conditioning(model_kwargs, chain_values))
+        hmc_state = jax.tree_util.tree_map(partial(_set_row, chain=chain), hmc_state, fixed)
+    return hmc_state
+
+
 def _any_changed(old: Values, new: Values) -> Array:
     flags = [jnp.any(old[k] != new[k]) for k in old]
     return reduce(jnp.logical_or, flags, jnp.asarray(False))
@@ -269,13 +298,11 @@ class _WithinGibbs(MCMCKernel[HMCGibbsState]):
 
     def check_init(
         self, state: HMCGibbsState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
-    ) -> None:
+    ) -> HMCGibbsState:
         block, hmc_state = state.block_states
-        valid = np.isfinite(np.asarray(hmc_state.potential_energy)).reshape(-1)
-        chain = int(np.argmin(valid)) if not valid.all() else 0
-        one = jax.tree_util.tree_map(lambda x: x[chain : chain + 1], hmc_state)
-        z_gibbs = {k: np.asarray(v)[chain] for k, v in block.z.items()}
-        self.inner_kernel.check_init(one, model_args, with_conditioning(model_kwargs, z_gibbs))
+        hmc_state = restart_inner(self.inner_kernel, hmc_state, block.z, model_args, model_kwargs)
+        block = self._after_hmc(block, hmc_state)
+        return state._replace(z={**block.z, **hmc_state.z}, block_states=(block, hmc_state))
 
     def sample(
         self, state: HMCGibbsState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax, random
@@ -22,6 +21,7 @@ from plait.infer._discrete import select_discrete_proposal
 from plait.infer._gibbs import (
     conditioned,
     discrete_latent_sites,
+    restart_inner,
     support_sizes,
     with_conditioning,
 )
@@ -188,13 +188,12 @@ class MixedHMC(MCMCKernel[MixedHMCState]):
 
     def check_init(
         self, state: MixedHMCState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
-    ) -> None:
-        hmc_state = state.hmc_state
-        valid = np.isfinite(np.asarray(hmc_state.potential_energy)).reshape(-1)
-        chain = int(np.argmin(valid)) if not valid.all() else 0
-        one = _take(hmc_state, chain)
-        z_discrete = {k: np.asarray(state.z[k])[chain] for k in self._sites}
-        self.inner_kernel.check_init(one, model_args, with_conditioning(model_kwargs, z_discrete))
+    ) -> MixedHMCState:
+        z_discrete = {k: state.z[k] for k in self._sites}
+        hmc_state = restart_inner(
+            self.inner_kernel, state.hmc_state, z_discrete, model_args, model_kwargs
+        )
+        return state._replace(z={**z_discrete, **hmc_state.z}, hmc_state=hmc_state)
 
     def sample(
         self, state: MixedHMCState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
@@ -270,7 +269,3 @@ class MixedHMC(MCMCKernel[MixedHMCState]):
 
     def get_diagnostics_str(self, state: MixedHMCState) -> str:
         return self.inner_kernel.get_diagnostics_str(state.hmc_state)
-
-
-def _take(tree: Any, chain: int) -> Any:
-    return jax.tree_util.tree_map(lambda x: x[chain : chain + 1], tree)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jax import Array, random
 
 from plait.infer._init import InitStrategy
 from plait.infer._kernel import MCMCKernel
@@ -47,6 +47,7 @@ class ModelKernel(MCMCKernel[StateT]):
         self._potential_fn = potential_fn
         self._init_strategy = init_strategy
         self._prepared: PreparedModel | None = None
+        self._num_warmup = 0
 
     @property
     def model(self) -> Callable[..., Any] | None:
@@ -102,9 +103,13 @@ class ModelKernel(MCMCKernel[StateT]):
         model_kwargs: dict[str, Any],
         *,
         validate_grad: bool,
+        max_tries: int = 1,
     ) -> ParamInfo:
-        """A starting point: ``init_params`` (unconstrained), or one searched with the
-        init strategy (a finite potential, and gradient if ``validate_grad``)."""
+        """A starting point: ``init_params`` (unconstrained), or one drawn with the init
+        strategy (a finite potential, and gradient if ``validate_grad``, in up to
+        ``max_tries`` tries). ``init`` makes one try and :meth:`restart_invalid` searches
+        again for the chains whose start is not finite (a ``while_loop`` in the compiled
+        ``init`` would double its compile time)."""
         potential = self.get_potential_fn(model_args, model_kwargs)
         if init_params is None:
             if self._model is None:
@@ -120,6 +125,7 @@ class ModelKernel(MCMCKernel[StateT]):
                 model_args=model_args,
                 model_kwargs=model_kwargs,
                 validate_grad=validate_grad,
+                max_tries=max_tries,
             )
             return info
         if isinstance(init_params, ParamInfo):
@@ -131,25 +137,66 @@ class ModelKernel(MCMCKernel[StateT]):
             pe, grad = potential(z), jax.tree_util.tree_map(jnp.zeros_like, z)
         return ParamInfo(z, pe, grad)
 
-    def raise_if_invalid(
+    def search_starts(
         self,
-        z: Any,
-        potential_energy: Any,
+        keys: Array,
         model_args: tuple[Any, ...],
         model_kwargs: dict[str, Any],
-    ) -> None:
-        """Raise a clear error if a chain's potential energy is not finite."""
-        valid = np.isfinite(np.asarray(potential_energy))
-        if valid.all():
-            return
+        *,
+        validate_grad: bool,
+    ) -> ParamInfo:
+        """One valid start per key (up to 100 tries each), or NumPyro's error naming the
+        site whose log density is not finite."""
         if self._model is None:
             raise ValueError(
                 "the potential energy is not finite at init_params; start where potential_fn "
                 "is finite."
             )
         prepared = self._require_prepared()
-        info = ParamInfo(z, potential_energy, {})  # the gradient is not reported
-        raise_invalid_init(prepared.model, prepared.spec, info, valid, model_args, model_kwargs)
+
+        def search(key: Array) -> tuple[ParamInfo, Array]:
+            return find_valid_initial_params(
+                key,
+                prepared.model,
+                prepared.spec,
+                init_strategy=self._init_strategy,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+                validate_grad=validate_grad,
+            )
+
+        infos, found = jax.jit(jax.vmap(search))(keys)
+        if not np.asarray(found).all():
+            raise_invalid_init(
+                prepared.model, prepared.spec, infos, found, model_args, model_kwargs
+            )
+        return infos  # type: ignore[no-any-return]
+
+    def restart_invalid(
+        self,
+        state: StateT,
+        valid: np.ndarray,
+        model_args: tuple[Any, ...],
+        model_kwargs: dict[str, Any],
+        *,
+        validate_grad: bool,
+    ) -> StateT:
+        """``state`` (one row per chain) with the chains that are not ``valid`` started
+        afresh from a searched start (compiled only then)."""
+        if valid.all():
+            return state
+        bad = np.flatnonzero(~valid)
+        rng_key = jnp.asarray(state.rng_key)  # type: ignore[attr-defined]
+        keys = jax.vmap(lambda k: random.fold_in(k, 1))(rng_key[bad])
+        infos = self.search_starts(keys, model_args, model_kwargs, validate_grad=validate_grad)
+
+        def restart(key: Array, info: ParamInfo) -> Any:
+            return self.init(key, self._num_warmup, info, model_args, model_kwargs)
+
+        fresh = jax.jit(jax.vmap(restart))(keys, infos)
+        return jax.tree_util.tree_map(  # type: ignore[no-any-return]
+            lambda old, new: jnp.asarray(old).at[bad].set(new), state, fresh
+        )
 
     def postprocess_fn(
         self, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]

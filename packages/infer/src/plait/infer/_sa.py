@@ -378,12 +378,21 @@ class SA(ModelKernel[SAState]):
 
     def check_init(
         self, state: SAState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
-    ) -> None:
-        pes = np.asarray(state.adapt_state.pes)
-        valid = np.isfinite(pes).any(-1)
-        if not valid.all():
-            pe = np.where(valid, 0.0, np.asarray(state.potential_energy))
-            self.raise_if_invalid(state.z, pe, model_args, model_kwargs)
+    ) -> SAState:
+        # A chain runs if any of its points has a finite potential (the others weigh 0).
+        def valid(s: SAState) -> np.ndarray:
+            return np.asarray(np.isfinite(np.asarray(s.adapt_state.pes)).any(-1).reshape(-1))
+
+        state = self.restart_invalid(
+            state, valid(state), model_args, model_kwargs, validate_grad=False
+        )
+        if not valid(state).all():
+            raise ValueError(
+                "SA drew its initial points around a valid start, but every point of a chain "
+                "has a non-finite potential (the support is narrow around the start). Start "
+                "elsewhere with init_params, or use another kernel."
+            )
+        return state
 
     def sample(
         self, state: SAState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
