@@ -294,7 +294,7 @@ class _WithinGibbs(MCMCKernel[HMCGibbsState]):
             with_conditioning(model_kwargs, z_gibbs),
         )
         block = self._init_block(key_block, z_gibbs, hmc_state)
-        return HMCGibbsState({**z_gibbs, **hmc_state.z}, (block, hmc_state), key)
+        return HMCGibbsState({**block.z, **hmc_state.z}, (block, hmc_state), key)
 
     def check_init(
         self, state: HMCGibbsState, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
