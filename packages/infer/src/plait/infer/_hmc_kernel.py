@@ -17,11 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, random
 
-from plait.errors import SiteError
 from plait.infer._hmc import HMCState, hmc, value_and_grad
 from plait.infer._init import InitStrategy, init_to_uniform
 from plait.infer._kernel import MCMCKernel
-from plait.infer._model import PreparedModel, prepare_model
+from plait.infer._model import PreparedModel, checked_init_params, prepare_model, shared_potential
 from plait.infer._util import ParamInfo, find_valid_initial_params, raise_invalid_init
 
 __all__ = ["HMC"]
@@ -173,30 +172,9 @@ class HMC(MCMCKernel[HMCState]):
         return self._prepared
 
     def _potential_gen(self, *model_args: Any, **model_kwargs: Any) -> Callable[[Any], Array]:
-        """The potential for these arguments: one jitted function per run, so the model
-        is traced once and its jaxpr reused by the initial search and the sampler."""
-        prepared = self._require_prepared()
-        leaves, treedef = jax.tree_util.tree_flatten((tuple(model_args), dict(model_kwargs)))
-        # Traced arguments go in; concrete ones stay constants (the model may read them).
-        traced = tuple(i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.core.Tracer))
-        constants = tuple(leaf for i, leaf in enumerate(leaves) if i not in traced)
-        key = (treedef, traced, tuple(id(c) for c in constants))
-        entry = self._shared.get(key)
-        if entry is None:
-            positions = frozenset(traced)
-
-            def potential(z: Any, inputs: tuple[Any, ...]) -> Array:
-                given, fixed = iter(inputs), iter(constants)
-                full = [next(given) if i in positions else next(fixed) for i in range(len(leaves))]
-                args, kwargs = jax.tree_util.tree_unflatten(treedef, full)
-                return prepared.potential(z, args, kwargs)
-
-            # The entry holds the constants, so their ids stay theirs.
-            entry = (jax.jit(potential), constants)
-            self._shared[key] = entry
-        fn = entry[0]
-        inputs = tuple(leaves[i] for i in traced)
-        return lambda z: fn(z, inputs)
+        """The potential for these arguments (one jitted function per run, so the model
+        is traced once for the initial search and the sampler)."""
+        return shared_potential(self._require_prepared(), self._shared, model_args, model_kwargs)
 
     def get_potential_fn(
         self, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
@@ -270,7 +248,7 @@ class HMC(MCMCKernel[HMCState]):
             elif isinstance(init_params, ParamInfo):
                 info = init_params
             else:
-                z = _checked_init_params(init_params, prepared.spec.shapes)
+                z = checked_init_params(init_params, prepared.spec.shapes)
                 pe, grad = value_and_grad(
                     self._potential_gen(*model_args, **model_kwargs),
                     z,
@@ -396,31 +374,3 @@ def _finite_start(state: HMCState) -> np.ndarray:
     for g in jax.tree_util.tree_leaves(state.z_grad):
         valid = valid & np.isfinite(np.asarray(g).reshape(valid.shape[0], -1)).all(-1)
     return np.asarray(valid, bool)
-
-
-def _checked_init_params(init_params: Any, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
-    """One chain's ``init_params``: unconstrained values for exactly the latent sites."""
-    if not isinstance(init_params, Mapping):
-        raise TypeError(
-            f"init_params must be a dict of unconstrained values by site name, got "
-            f"{type(init_params).__name__}."
-        )
-    missing = sorted(set(shapes) - set(init_params))
-    if missing:
-        raise SiteError(
-            missing[0],
-            f"init_params has no value for the latent site(s) {missing}; give unconstrained "
-            "values for every continuous latent, or use init_strategy=init_to_value("
-            "values=...) to start some of them.",
-        )
-    z = {}
-    for name, shape in shapes.items():
-        value = jnp.asarray(init_params[name])
-        if value.shape != shape:
-            raise SiteError(
-                name,
-                f"init_params['{name}'] has shape {value.shape} per chain; expected the site's "
-                f"unconstrained shape {shape} (with a leading num_chains dim when num_chains > 1).",
-            )
-        z[name] = value
-    return z

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
+import jax
 import jax.numpy as jnp
 from jax import random
 
@@ -107,7 +108,7 @@ def init_to_feasible(site: Message | None = None) -> Any:
         return init_to_feasible
     if not is_continuous_latent(site):
         return None
-    if _keeps_value(site, "init_to_feasible"):
+    if _keeps_value(site, "init_to_uniform"):  # NumPyro's: feasible is uniform, radius 0
         return site.value
     _, sample_shape = _key_and_shape(site)
     transform = site_transform(site)
@@ -130,7 +131,7 @@ def init_to_sample(site: Message | None = None) -> Any:
     """
     if site is None:
         return init_to_sample
-    return _median(site, 1, "init_to_sample")
+    return _median(site, 1, "init_to_median")  # NumPyro's: sample is median of one
 
 
 def init_to_median(site: Message | None = None, *, num_samples: int = 15) -> Any:
@@ -195,7 +196,11 @@ def init_to_mean(site: Message | None = None) -> Any:
     _, sample_shape = _key_and_shape(site)
     if sample_shape:
         mean = jnp.broadcast_to(mean, sample_shape + jnp.shape(mean))
-    return mean
+    if not isinstance(mean, jax.core.Tracer) and bool(jnp.all(jnp.isfinite(mean))):
+        return mean
+    # No finite mean (Cauchy, StudentT with df <= 1): NumPyro starts there and finds no
+    # valid start; start at the median instead.
+    return jnp.where(jnp.isfinite(mean), mean, _median(site, 15, "init_to_mean"))
 
 
 def init_to_value(site: Message | None = None, *, values: Mapping[str, Any] | None = None) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import jax
@@ -19,12 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, random
 
-from plait.infer._args import CONCRETE_VALUE_ERRORS, args_digest, split_args
-from plait.infer._chains import chain_mesh, place_chains, take_chain
-from plait.infer._collect import FieldPlan, Programs, build_programs, plan_fields
+from plait.infer._chains import chain_mesh, take_chain
+from plait.infer._collect import FieldPlan, Programs, plan_fields
 from plait.infer._diagnostics import format_summary
 from plait.infer._kernel import MCMCKernel
-from plait.infer._progress import chunk_plan, progress
+from plait.infer._progress import chunk_plan
+from plait.infer._runner import ChainRunner
 from plait.infer._util import _as_key, _is_batched_key
 
 __all__ = ["MCMC"]
@@ -116,8 +116,17 @@ class MCMC:
             if self._mesh is None:
                 chain_method = "sequential"
         self.chain_method: ChainMethod = chain_method
-        self._programs: dict[Hashable, Programs] = {}
-        self._constant_signatures: set[Hashable] = set()
+        self._runner = ChainRunner(
+            sampler,
+            num_warmup,
+            num_chains,
+            thinning,
+            chain_method,
+            self._mesh,
+            self.progress_bar,
+            jit_model_args,
+            postprocess_fn,
+        )
         self._states: dict[str, Any] | None = None
         self._states_flat: dict[str, Any] | None = None
         self._last_state: Any = None
@@ -245,109 +254,23 @@ class MCMC:
         keys = self._keys(rng_key)
         plan = plan_fields(kernel.sample_field, kernel.default_fields, extra_fields)
         self._args, self._kwargs = tuple(args), dict(kwargs)
+        self._runner.bind(self._args, self._kwargs)
         first_key = keys[0]
         prepared = kernel.prepare(random.split(first_key)[1], self._args, self._kwargs)
         length = self._chunk_length(phases, collect_warmup)
         if self._warmup_state is not None and "warmup" not in phases:
-            programs, dynamic = self._get_programs(plan, length, prepared)
+            programs, dynamic = self._runner.get_programs(plan, length, prepared)
             state = self._resume_state(keys)
         else:
-            state, programs, dynamic = self._init(plan, length, prepared, keys, init_params)
+            state, programs, dynamic = self._runner.init(plan, length, prepared, keys, init_params)
         collected: list[Any] = []
         for phase in phases:
             steps = self.num_warmup if phase == "warmup" else self.num_samples
             keep = phase == "sample" or collect_warmup
-            state, draws = self._run_phase(programs, state, dynamic, steps, keep, phase)
+            state, draws = self._runner.run_phase(programs, state, dynamic, steps, keep, phase)
             if keep:
                 collected.append(draws)
         self._finish(programs, plan, state, collected, dynamic)
-
-    def _get_programs(
-        self, plan: FieldPlan, length: int, prepared: Hashable
-    ) -> tuple[Programs, tuple[Any, ...]]:
-        dynamic, static = split_args(self._args, self._kwargs)
-        traced_sig = (static, tuple((np.shape(d), jnp.result_type(d)) for d in dynamic))
-        common = (
-            plan,
-            length,
-            self.chain_method,
-            self.num_warmup,
-            prepared,
-            id(self.postprocess_fn),
-        )
-        constant = traced_sig in self._constant_signatures and not self._jit_model_args
-        key: Hashable = (
-            ("constant", args_digest(self._args, self._kwargs), common)
-            if constant
-            else ("traced", traced_sig, common)
-        )
-        programs = self._programs.get(key)
-        if programs is None:
-            programs = build_programs(
-                self.sampler,
-                num_warmup=self.num_warmup,
-                plan=plan,
-                thinning=self.thinning,
-                length=length,
-                mesh=self._mesh,
-                static=None if constant else static,
-                constant_args=(self._args, self._kwargs) if constant else None,
-                postprocess_fn=self.postprocess_fn,
-            )
-            self._programs[key] = programs
-        self._signature = (traced_sig, common)
-        return programs, (() if constant else dynamic)
-
-    def _init(
-        self,
-        plan: FieldPlan,
-        length: int,
-        prepared: Hashable,
-        keys: Array,
-        init_params: Any,
-    ) -> tuple[Any, Programs, tuple[Any, ...]]:
-        kernel = self.sampler
-        init_params = self._chain_init_params(init_params)
-        programs, dynamic = self._get_programs(plan, length, prepared)
-        try:
-            state = self._call_init(programs, keys, init_params, dynamic)
-        except CONCRETE_VALUE_ERRORS:
-            if self._jit_model_args:
-                raise
-            # The model reads concrete values from its arguments: hold them as constants.
-            self._constant_signatures.add(self._signature[0])
-            programs, dynamic = self._get_programs(plan, length, prepared)
-            state = self._call_init(programs, keys, init_params, dynamic)
-        state = kernel.check_init(jax.device_get(state), self._args, self._kwargs)
-        return state, programs, dynamic
-
-    def _call_init(
-        self, programs: Programs, keys: Array, init_params: Any, dynamic: tuple[Any, ...]
-    ) -> Any:
-        if self.sampler.is_ensemble_kernel:
-            return programs.init(keys, init_params, dynamic)
-        if self.chain_method == "sequential":
-            parts = [
-                programs.init(keys[c : c + 1], take_chain(init_params, c), dynamic)
-                for c in range(self.num_chains)
-            ]
-            return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-        return programs.init(keys, init_params, dynamic)
-
-    def _chain_init_params(self, init_params: Any) -> Any:
-        if init_params is None:
-            return None
-        init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
-        if self.sampler.is_ensemble_kernel:
-            return init_params
-        leaves = jax.tree_util.tree_leaves(init_params)
-        if self.num_chains > 1:
-            if leaves and jnp.shape(leaves[0])[:1] != (self.num_chains,):
-                raise ValueError(
-                    "`init_params` must have the same leading dimension as `num_chains`."
-                )
-            return init_params
-        return jax.tree_util.tree_map(lambda x: x[None], init_params)
 
     def _resume_state(self, keys: Array) -> Any:
         state = self._warmup_state
@@ -356,82 +279,6 @@ class MCMC:
         if self.num_chains == 1:
             state = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], state)
         return self.sampler.with_rng_key(state, keys)
-
-    def _run_phase(
-        self,
-        programs: Programs,
-        state: Any,
-        dynamic: tuple[Any, ...],
-        steps: int,
-        keep: bool,
-        phase: str,
-    ) -> tuple[Any, Any]:
-        if (
-            self.chain_method == "sequential"
-            and not self.sampler.is_ensemble_kernel
-            and self.num_chains > 1
-        ):
-            parts = [
-                self._run_steps(
-                    programs, take_chain(state, c), dynamic, steps, keep, f"chain {c} {phase}"
-                )
-                for c in range(self.num_chains)
-            ]
-            states = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *[p[0] for p in parts])
-            draws = None
-            if keep:
-                draws = jax.tree_util.tree_map(
-                    lambda *xs: jnp.concatenate(xs), *[p[1] for p in parts]
-                )
-            return states, draws
-        return self._run_steps(
-            programs, place_chains(state, self._mesh), dynamic, steps, keep, phase
-        )
-
-    def _run_steps(
-        self,
-        programs: Programs,
-        state: Any,
-        dynamic: tuple[Any, ...],
-        steps: int,
-        keep: bool,
-        label: str,
-    ) -> tuple[Any, Any]:
-        """``steps`` kernel steps in chunks; with ``keep``, the kept draws ``(chain, draw,
-        ...)`` (NumPyro's: the last of every block of ``thinning``, blocks ending at the
-        last step)."""
-        t = self.thinning
-        head = steps % t if keep else 0
-        pieces: list[Any] = []
-        ensemble = self.sampler.is_ensemble_kernel
-        show = self.progress_bar and (self.num_chains == 1 or ensemble)
-        with progress(steps, label, self.progress_bar) as bar:
-            if head:
-                state, _ = programs.chunk(state, jnp.asarray(head), dynamic)
-                bar.update(head)
-            done = head
-            while done < steps:
-                count = min(programs.length, steps - done)
-                state, buffers = programs.chunk(state, jnp.asarray(count), dynamic)
-                if keep:
-                    axis = 0 if ensemble else 1
-                    pieces.append(_first_rows(buffers, count // t, axis))
-                else:
-                    jax.block_until_ready(state)  # type: ignore[no-untyped-call,unused-ignore]
-                done += count
-                bar.update(count)
-                if show:
-                    one = state if ensemble else take_chain(state, 0, keep_axis=False)
-                    bar.set_postfix_str(self.sampler.get_diagnostics_str(jax.device_get(one)))
-        if not keep:
-            return state, None
-        axis = 0 if ensemble else 1
-        draws = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=axis), *pieces)
-        if ensemble:
-            draws = jax.tree_util.tree_map(
-                lambda x: jnp.swapaxes(x, 0, 1) if x.ndim >= 2 else x, draws
-            )
-        return state, draws
 
     def _finish(
         self,
@@ -539,14 +386,3 @@ class MCMC:
             for name, site in tr.items()
             if site.type == "sample" and site.is_observed and not site.infer.get("is_auxiliary")
         }
-
-
-def _first_rows(buffers: Any, rows: int, axis: int) -> Any:
-    """The first ``rows`` entries of each buffer along ``axis``."""
-
-    def take(x: Array) -> Array:
-        index = [slice(None)] * x.ndim
-        index[axis] = slice(0, rows)
-        return x[tuple(index)]
-
-    return jax.tree_util.tree_map(take, buffers)

@@ -107,7 +107,8 @@ def euclidean_metric(
     sqrt_invs = blocks.values(mass_matrix_sqrt_inv)
 
     def sample_momentum(rng_key: Array, position: Any) -> Any:
-        keys = random.split(rng_key, len(sqrts))
+        # NumPyro's momentum_generator: one key per block of a dict layout, else the key.
+        keys = random.split(rng_key, len(sqrts)) if blocks.keyed else [rng_key]
         flats = blocks.split(position)
         draws = [
             _mv(sqrt, random.normal(k, flat.shape, flat.dtype))

@@ -44,8 +44,10 @@ __all__ = [
     "EnumerationSiteError",
     "PreparedModel",
     "auto_enumerate",
+    "checked_init_params",
     "initialize_model",
     "prepare_model",
+    "shared_potential",
 ]
 
 
@@ -316,3 +318,69 @@ def initialize_model(
             return postprocess(z, model_args, kwargs)
 
     return ModelInfo(info, potential_fn, postprocess_fn, tr)
+
+
+SharedCache = dict[Any, tuple[Callable[..., Array], tuple[Any, ...]]]
+"""Jitted potentials of one run, by argument structure (see :func:`shared_potential`)."""
+
+
+def shared_potential(
+    prepared: PreparedModel,
+    cache: SharedCache,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+) -> Callable[[Any], Array]:
+    """``prepared.potential`` for these arguments as one jitted function, shared by every
+    caller of the run (JAX caches its jaxpr: the model is traced once).
+
+    Traced arguments are inputs of the jitted function; concrete ones stay constants, so
+    a model may still read concrete values from them.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten((tuple(model_args), dict(model_kwargs)))
+    traced = tuple(i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.core.Tracer))
+    constants = tuple(leaf for i, leaf in enumerate(leaves) if i not in traced)
+    key = (treedef, traced, tuple(id(c) for c in constants))
+    entry = cache.get(key)
+    if entry is None:
+        positions = frozenset(traced)
+
+        def potential(z: Any, inputs: tuple[Any, ...]) -> Array:
+            given, fixed = iter(inputs), iter(constants)
+            full = [next(given) if i in positions else next(fixed) for i in range(len(leaves))]
+            args, kwargs = jax.tree_util.tree_unflatten(treedef, full)
+            return prepared.potential(z, args, kwargs)
+
+        # The entry holds the constants, so their ids stay theirs.
+        entry = (jax.jit(potential), constants)
+        cache[key] = entry
+    fn = entry[0]
+    inputs = tuple(leaves[i] for i in traced)
+    return lambda z: fn(z, inputs)
+
+
+def checked_init_params(init_params: Any, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    """One chain's ``init_params``: unconstrained values for exactly the latent sites."""
+    if not isinstance(init_params, Mapping):
+        raise TypeError(
+            f"init_params must be a dict of unconstrained values by site name, got "
+            f"{type(init_params).__name__}."
+        )
+    missing = sorted(set(shapes) - set(init_params))
+    if missing:
+        raise SiteError(
+            missing[0],
+            f"init_params has no value for the latent site(s) {missing}; give unconstrained "
+            "values for every continuous latent, or use init_strategy=init_to_value("
+            "values=...) to start some of them.",
+        )
+    z = {}
+    for name, shape in shapes.items():
+        value = jnp.asarray(init_params[name])
+        if value.shape != shape:
+            raise SiteError(
+                name,
+                f"init_params['{name}'] has shape {value.shape} per chain; expected the site's "
+                f"unconstrained shape {shape} (with a leading num_chains dim when num_chains > 1).",
+            )
+        z[name] = value
+    return z
