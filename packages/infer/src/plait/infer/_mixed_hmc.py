@@ -17,14 +17,14 @@ import numpy as np
 from jax import Array, lax, random
 
 from plait.infer._adaptation import warmup_adapter
-from plait.infer._discrete import select_discrete_proposal
-from plait.infer._gibbs import (
+from plait.infer._conditioning import (
     conditioned,
     discrete_latent_sites,
     restart_inner,
     support_sizes,
     with_conditioning,
 )
+from plait.infer._discrete import select_discrete_proposal
 from plait.infer._hmc_kernel import HMC
 from plait.infer._init import init_to_sample
 from plait.infer._kernel import MCMCKernel
