@@ -17,6 +17,11 @@
    libraries. First-call compile of NumPyro's ar2 example written as a Python for-loop
    (144 sites), each measurement in a fresh process, interleaved.
 
+4. ``--samplers``: BarkerMH on that logistic regression and DiscreteHMCGibbs(NUTS) on a
+   Normal mixture with discrete assignments: ``MCMC.run`` wall time and ESS/s (mean ESS
+   over three seeds) beside NumPyro's same kernels, run by its ``MCMC`` and compiled
+   ahead in a ``lax.scan``.
+
 A and B are interleaved (plait, NumPyro, plait, NumPyro, ...); every result is blocked on.
 Run: ``hatch run bench:inference`` (or ``python benchmarks/inference.py``); ``--full`` uses
 N = 10000 (with ``--mcmc``: a larger HMM). Targets (BENCHMARKS.md §2): SVI step time <= NumPyro's; a second run compiles
@@ -50,11 +55,23 @@ from numpyro.infer import HMC as NHMC
 from numpyro.infer import MCMC as NMCMC
 from numpyro.infer import NUTS as NNUTS
 from numpyro.infer import SVI as NSVI
+from numpyro.infer import BarkerMH as NBarkerMH
+from numpyro.infer import DiscreteHMCGibbs as NDiscreteHMCGibbs
 from numpyro.infer import Trace_ELBO as NTrace_ELBO
 from numpyro.infer.autoguide import AutoNormal as NAutoNormal
 
 import plait
-from plait.infer import HMC, MCMC, NUTS, SVI, AutoNormal, Trace_ELBO, effective_sample_size
+from plait.infer import (
+    HMC,
+    MCMC,
+    NUTS,
+    SVI,
+    AutoNormal,
+    BarkerMH,
+    DiscreteHMCGibbs,
+    Trace_ELBO,
+    effective_sample_size,
+)
 
 
 def linear_regression(lib: Any) -> Callable[..., None]:
@@ -418,6 +435,141 @@ def bench_unrolled_compile(rounds: int = 2) -> list[tuple[str, float, float]]:
     ]
 
 
+# -- BarkerMH and DiscreteHMCGibbs (the samplers section; run with --samplers) ---------
+def mixture(lib: Any) -> Callable[..., None]:
+    """A three-component Normal mixture with every assignment a discrete latent; the
+    component locations' priors are ordered, so the labels do not switch."""
+
+    def model(y: Any) -> None:
+        locs = lib.sample("locs", dist.Normal(jnp.array([-3.0, 0.0, 3.0]), 0.5).to_event(1))
+        with lib.plate("data", y.shape[0]):
+            c = lib.sample("c", dist.Categorical(jnp.ones(3) / 3))
+            lib.sample("y", dist.Normal(locs[c], 1.0), obs=y)
+
+    return model
+
+
+SEEDS = 3  # ESS of a single run is noisy (a mixture may start in a poor mode): average
+
+
+def numpyro_ahead(
+    kernel: Any, args: tuple[Any, ...], warmup: int, samples: int, sites: tuple[str, ...]
+) -> tuple[float, tuple[float, float]]:
+    """NumPyro's own kernel stepped in a ``lax.scan`` compiled before timing (its
+    sampling speed without the recompilation of every ``MCMC.run``): the median run
+    time and the mean (min, mean) ESS over ``SEEDS`` starting states."""
+
+    def run(state: Any) -> Any:
+        def one(s: Any, _: Any) -> Any:
+            s = kernel.sample(s, args, {})
+            return s, {k: s.z[k] for k in sites}
+
+        state, _ = lax.scan(one, state, None, length=warmup)
+        return lax.scan(one, state, None, length=samples)[1]
+
+    states = [kernel.init(random.key(seed), warmup, None, args, {}) for seed in range(SEEDS)]
+    compiled = jax.jit(run).lower(states[0]).compile()
+    walls, ess = [], []
+    for state in states:
+        wall, draws = timed(lambda s=state: compiled(s))
+        walls.append(wall)
+        ess.append(ess_stats(draws))
+    return statistics.median(walls), tuple(np.mean(ess, axis=0))  # type: ignore[return-value]
+
+
+def bench_sampler(
+    name: str,
+    ours_kernel: Any,
+    make_theirs: Callable[[], Any],
+    args: tuple[Any, ...],
+    warmup: int,
+    samples: int,
+    sites: tuple[str, ...],
+) -> list[tuple[str, float, float, float]]:
+    """``MCMC.run`` as users write it (first call, then later calls), NumPyro's and
+    plait's interleaved, and ESS/s: the mean ESS over runs (min and mean over the
+    coordinates of ``sites``) per second of a later call; beside NumPyro's kernel
+    compiled ahead."""
+    ours = MCMC(ours_kernel, num_warmup=warmup, num_samples=samples, progress_bar=False)
+    theirs = NMCMC(make_theirs(), num_warmup=warmup, num_samples=samples, progress_bar=False)
+    walls: dict[str, list[float]] = {"plait": [], "numpyro": []}
+    ess: dict[str, list[tuple[float, float]]] = {"plait": [], "numpyro": []}
+    for i in range(SEEDS):
+        runs = (("plait", ours), ("numpyro", theirs)) if i < 2 else (("plait", ours),)
+        for label, mcmc in runs:  # NumPyro recompiles every call: two calls are enough
+            wall, _ = timed(lambda m=mcmc: (m.run(random.key(i), *args), m.get_samples())[1])  # noqa: B023
+            walls[label].append(wall)
+            ess[label].append(
+                ess_stats({k: v for k, v in mcmc.get_samples().items() if k in sites})
+            )
+    ahead_wall, ahead = numpyro_ahead(make_theirs(), args, warmup, samples, sites)
+    wall = {"plait": statistics.median(walls["plait"][1:]), "numpyro": walls["numpyro"][1]}
+    mean_ess = {k: np.mean(v, axis=0) for k, v in ess.items()}
+    nan = float("nan")
+    return [
+        (f"{name} MCMC.run first call [s]", walls["plait"][0], walls["numpyro"][0], nan),
+        (f"{name} MCMC.run later call [s]", wall["plait"], wall["numpyro"], ahead_wall),
+        (
+            f"{name} min ESS/s (later call)",
+            mean_ess["plait"][0] / wall["plait"],
+            mean_ess["numpyro"][0] / wall["numpyro"],
+            ahead[0] / ahead_wall,
+        ),
+        (
+            f"{name} mean ESS/s (later call)",
+            mean_ess["plait"][1] / wall["plait"],
+            mean_ess["numpyro"][1] / wall["numpyro"],
+            ahead[1] / ahead_wall,
+        ),
+    ]
+
+
+def bench_samplers(n: int, d: int) -> list[tuple[str, float, float, float]]:
+    """BarkerMH on the logistic regression of the NUTS rows (1000 warm-up + 5000 draws),
+    DiscreteHMCGibbs(NUTS) on a mixture of 3 Normals with 60 assignments (500 + 1000)."""
+    kx, kw, ky, kc, km = random.split(random.key(3), 5)
+    x = random.normal(kx, (n, d))
+    y = random.bernoulli(ky, jax.nn.sigmoid(x @ (0.5 * random.normal(kw, (d,))) + 0.3))
+    y = y.astype(jnp.float32)
+    rows = bench_sampler(
+        "BarkerMH",
+        BarkerMH(logistic_regression(plait)),
+        lambda: NBarkerMH(logistic_regression(numpyro)),
+        (x, y),
+        1000,
+        5000,
+        ("w", "b"),
+    )
+    c = random.categorical(kc, jnp.zeros(3), shape=(60,))
+    ym = jnp.array([-3.0, 0.0, 3.0])[c] + random.normal(km, (60,))
+    rows += bench_sampler(
+        "DiscreteHMCGibbs",
+        DiscreteHMCGibbs(NUTS(mixture(plait))),
+        lambda: NDiscreteHMCGibbs(NNUTS(mixture(numpyro))),
+        (ym,),
+        500,
+        1000,
+        ("locs",),
+    )
+    return rows
+
+
+def main_samplers(full: bool) -> None:
+    n = 10_000 if full else 1000
+    rows = bench_samplers(n, 10)
+    print(
+        f"\n{'quantity':40} {'plait':>10} {'numpyro':>10} {'ratio':>8}   {'np-ahead':>9} {'ratio':>7}"
+    )
+    for name, ours, theirs, ahead in rows:
+        np_cells = f"{theirs:10.4g} {ours / theirs:8.2f}"
+        ahead_cells = (
+            f"{ahead:9.4g} {ours / ahead:7.2f}" if np.isfinite(ahead) else f"{'-':>9} {'-':>7}"
+        )
+        print(f"{name:40} {ours:10.4g} {np_cells}   {ahead_cells}")
+    print("\nratio = plait / reference: below 1 is faster for times, above 1 is better for ESS/s.")
+    print("np-ahead: NumPyro's kernel stepped in a lax.scan compiled before timing.")
+
+
 def main_mcmc(full: bool) -> None:
     rows = bench_hmc(1000, 10, 500, 1000) + bench_warmup_success(full) + bench_unrolled_compile()
     print(f"\n{'quantity':40} {'plait':>10} {'numpyro':>10} {'ratio':>8}")
@@ -436,7 +588,17 @@ def main() -> None:
     parser.add_argument(
         "--mcmc", action="store_true", help="the MCMC suite (HMC, warm-up, compile)"
     )
+    parser.add_argument(
+        "--samplers", action="store_true", help="BarkerMH and DiscreteHMCGibbs against NumPyro"
+    )
     args = parser.parse_args()
+    if args.samplers:
+        print(
+            f"jax {jax.__version__}, numpyro {numpyro.__version__}, blackjax "
+            f"{blackjax.__version__}, backend {jax.default_backend()}"
+        )
+        main_samplers(args.full)
+        return
     if args.mcmc:
         print(
             f"jax {jax.__version__}, numpyro {numpyro.__version__}, backend {jax.default_backend()}"

@@ -4,6 +4,7 @@ from plait.infer._adaptation import HMCAdaptState as HMCAdaptState
 from plait.infer._autoguide import AutoDelta as AutoDelta
 from plait.infer._autoguide import AutoGuide as AutoGuide
 from plait.infer._autoguide import AutoNormal as AutoNormal
+from plait.infer._barker import BarkerMH as BarkerMH
 from plait.infer._compile_cache import enable_compilation_cache as enable_compilation_cache
 from plait.infer._diagnostics import effective_sample_size as effective_sample_size
 from plait.infer._diagnostics import hpdi as hpdi
@@ -12,6 +13,13 @@ from plait.infer._diagnostics import summary as summary
 from plait.infer._elbo import ELBO as ELBO
 from plait.infer._elbo import Trace_ELBO as Trace_ELBO
 from plait.infer._elbo import TraceEnum_ELBO as TraceEnum_ELBO
+from plait.infer._ensemble import AIES as AIES
+from plait.infer._ensemble import ESS as ESS
+from plait.infer._ensemble import EnsembleSampler as EnsembleSampler
+from plait.infer._ensemble_step import EnsembleSamplerState as EnsembleSamplerState
+from plait.infer._gibbs import DiscreteHMCGibbs as DiscreteHMCGibbs
+from plait.infer._gibbs import HMCGibbs as HMCGibbs
+from plait.infer._gibbs import HMCGibbsState as HMCGibbsState
 from plait.infer._hmc import HMCState as HMCState
 from plait.infer._hmc import hmc as hmc
 from plait.infer._hmc_kernel import HMC as HMC
@@ -25,9 +33,11 @@ from plait.infer._kernel import MCMCKernel as MCMCKernel
 from plait.infer._log_density import log_density as log_density
 from plait.infer._log_density import potential_energy as potential_energy
 from plait.infer._mcmc import MCMC as MCMC
+from plait.infer._mixed_hmc import MixedHMC as MixedHMC
 from plait.infer._model import initialize_model as initialize_model
 from plait.infer._nuts import NUTS as NUTS
 from plait.infer._predictive import Predictive as Predictive
+from plait.infer._sa import SA as SA
 from plait.infer._svi import SVI as SVI
 from plait.infer._svi import SVIRunResult as SVIRunResult
 from plait.infer._svi import SVIState as SVIState
@@ -39,6 +49,15 @@ from plait.infer._util import ModelInfo as ModelInfo
 from plait.infer._util import ParamInfo as ParamInfo
 
 __all__ = [
+    "MixedHMC",
+    "DiscreteHMCGibbs",
+    "HMCGibbs",
+    "HMCGibbsState",
+    "AIES",
+    "ESS",
+    "EnsembleSampler",
+    "EnsembleSamplerState",
+    "BarkerMH",
     "ELBO",
     "HMC",
     "HMCAdaptState",
@@ -46,6 +65,7 @@ __all__ = [
     "MCMC",
     "MCMCKernel",
     "NUTS",
+    "SA",
     "SVI",
     "AutoDelta",
     "AutoGuide",

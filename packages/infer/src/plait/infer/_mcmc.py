@@ -245,6 +245,12 @@ class MCMC:
         collect_warmup: bool,
     ) -> None:
         kernel = self.sampler
+        if kernel.is_ensemble_kernel and (self.chain_method != "vectorized" or self.num_chains < 2):
+            # NumPyro's EnsembleSampler asserts this (AIES, ESS: the chains are one ensemble).
+            raise AssertionError(
+                "EnsembleSampler only supports chain_method='vectorized' with num_chains > 1; "
+                f"got chain_method={self.chain_method!r}, num_chains={self.num_chains}."
+            )
         keys = self._keys(rng_key)
         plan = plan_fields(kernel.sample_field, kernel.default_fields, extra_fields)
         self._args, self._kwargs = tuple(args), dict(kwargs)
