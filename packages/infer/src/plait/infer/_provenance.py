@@ -27,8 +27,9 @@ def eval_provenance(fn: Callable[..., Any], **kwargs: Any) -> Any:
     the frozenset of the names in ``kwargs`` it depends on.
 
     Example:
-        >>> eval_provenance(lambda x, y, z: (x + y, z * 2), x=1.0, y=2.0, z=3.0)
-        (frozenset({'x', 'y'}), frozenset({'z'}))
+        >>> xy, z = eval_provenance(lambda x, y, z: (x + y, z * 2), x=1.0, y=2.0, z=3.0)
+        >>> sorted(xy), sorted(z)
+        (['x', 'y'], ['z'])
     """
     leaves, in_tree = jax.tree.flatten(kwargs)
     out_tree: list[Any] = []

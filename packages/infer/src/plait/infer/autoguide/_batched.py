@@ -90,7 +90,7 @@ class AutoBatchedMultivariateNormal(_AutoBatched):
         >>> import numpyro.distributions as dist
         >>> from plait.handlers import seed, trace
         >>> from plait.infer.autoguide import AutoBatchedMultivariateNormal
-        >>> model = lambda: sample("x", dist.Normal(0.0, 1.0).expand([4, 3]).to_event(2))
+        >>> model = lambda: sample("x", dist.Normal(0.0, 1.0).expand([4, 3]).to_event(1))
         >>> tr = trace(seed(AutoBatchedMultivariateNormal(model), 0)).get_trace()
         >>> tr["auto_scale_tril"].value.shape
         (4, 3, 3)
@@ -143,7 +143,7 @@ class AutoBatchedLowRankMultivariateNormal(_AutoBatched):
         >>> import numpyro.distributions as dist
         >>> from plait.handlers import seed, trace
         >>> from plait.infer.autoguide import AutoBatchedLowRankMultivariateNormal
-        >>> model = lambda: sample("x", dist.Normal(0.0, 1.0).expand([4, 9]).to_event(2))
+        >>> model = lambda: sample("x", dist.Normal(0.0, 1.0).expand([4, 9]).to_event(1))
         >>> tr = trace(seed(AutoBatchedLowRankMultivariateNormal(model), 0)).get_trace()
         >>> tr["auto_cov_factor"].value.shape
         (4, 9, 3)

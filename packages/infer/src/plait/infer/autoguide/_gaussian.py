@@ -41,6 +41,7 @@ class AutoDiagonalNormal(AutoContinuous):
 
     Example:
         >>> import jax, optax
+        >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist
         >>> from plait import sample
         >>> from plait.infer import SVI, Trace_ELBO
@@ -48,8 +49,9 @@ class AutoDiagonalNormal(AutoContinuous):
         >>> def model():
         ...     sample("x", dist.Normal(2.0, 0.5).expand([3]).to_event(1))
         >>> guide = AutoDiagonalNormal(model)
-        >>> params = SVI(model, guide, optax.adam(0.05), Trace_ELBO()).run(
-        ...     jax.random.key(0), 1500, progress_bar=False).params
+        >>> optimizer = optax.adam(optax.exponential_decay(0.05, 1000, 0.01))
+        >>> params = SVI(model, guide, optimizer, Trace_ELBO(num_particles=8)).run(
+        ...     jax.random.key(0), 1000, progress_bar=False).params
         >>> params["auto_loc"].shape, bool(jnp.allclose(guide.median(params)["x"], 2.0, atol=0.1))
         ((3,), True)
     """

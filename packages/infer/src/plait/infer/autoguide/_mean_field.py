@@ -86,10 +86,11 @@ class AutoNormal(_SiteGuide):
         >>> def model():
         ...     sample("s", dist.LogNormal(1.0, 0.2))
         >>> guide = AutoNormal(model)
-        >>> svi = SVI(model, guide, optax.adam(0.05), Trace_ELBO())
+        >>> optimizer = optax.adam(optax.exponential_decay(0.05, 1000, 0.01))
+        >>> svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=8))
         >>> params = svi.run(jax.random.key(0), 1000, progress_bar=False).params
-        >>> round(float(params["s_auto_loc"]), 1)
-        1.0
+        >>> bool(abs(params["s_auto_loc"] - 1.0) < 0.05)
+        True
         >>> bool(abs(guide.median(params)["s"] - 2.718) < 0.2)
         True
     """
