@@ -161,8 +161,8 @@ class TraceEnum_ELBO(ELBO):
             model_lp, _ = log_density(replayed, args, kwargs, params)
             return model_lp - guide_lp
         if self.max_plate_nesting == float("inf"):
-            replayed = replay(seed(model, model_seed), trace=guide_trace)
-            probe = substitute(replayed, data=params) if params else replayed
+            plain = replay(seed(model, model_seed), trace=guide_trace)
+            probe = substitute(plain, data=params) if params else plain
             model_trace = trace(probe).get_trace(*args, **kwargs)
             self.max_plate_nesting = _max_plate_nesting(model_trace, guide_trace)
         first = -int(self.max_plate_nesting) - 1

@@ -62,10 +62,13 @@ class MultiFrameTensor(dict[frozenset[PlateFrame], Array]):
 def _substitute_nonreparam(data: Mapping[str, Any], msg: Message) -> Any:
     """The value ``data`` gives a site without a reparameterised sampler, made to carry
     the site's own draw's dependencies (shape, dtype) but not its value's."""
-    if msg.type != "sample" or msg.name not in data or getattr(msg.fn, "has_rsample", True):
+    name = msg.name
+    if msg.type != "sample" or name is None or name not in data:
+        return None
+    if getattr(msg.fn, "has_rsample", True):
         return None
     value = msg.fn(*msg.args, **msg.kwargs)
-    return 0 * value + data[msg.name]
+    return 0 * value + data[name]
 
 
 def _log_probs(

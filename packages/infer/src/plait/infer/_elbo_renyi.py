@@ -137,4 +137,5 @@ class RenyiELBO(ELBO):
         renyi = avg_log_exp / (1.0 - self.alpha)
         weighted = (lax.stop_gradient(weights) * elbos).mean(0)
         loss = -(lax.stop_gradient(renyi - weighted) + weighted)
-        return loss.sum() * plate_scale[0]
+        total: Array = loss.sum() * plate_scale[0]
+        return total

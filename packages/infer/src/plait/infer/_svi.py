@@ -178,7 +178,7 @@ class SVI:
             lambda x: lax.convert_element_type(x, jnp.result_type(x)),
             (params, mutable_state or None),
         )
-        return SVIState(self.optim.init(params), mutable, rng_key)
+        return SVIState(self.optim.init(params), mutable, jnp.asarray(rng_key))
 
     def _multi_sample_model_trace(
         self,
@@ -228,7 +228,7 @@ class SVI:
 
         def loss_fn(params: Any) -> tuple[Any, Any]:
             constrained = self._constrained(params)
-            if jax.tree.leaves(mutable_state):
+            if mutable_state is not None and jax.tree.leaves(mutable_state):
                 constrained.update(lax.stop_gradient(mutable_state))
                 result = loss.loss_with_mutable_state(
                     rng_key_step, constrained, self.model, self.guide, *args, **call_kwargs

@@ -237,7 +237,10 @@ class AutoDAIS(AutoContinuous):
             return single(rng_key)
         keys = random.split(rng_key, int(np.prod(sample_shape)))
         samples = lax.map(single, keys)
-        return jax.tree.map(lambda x: jnp.reshape(x, sample_shape + jnp.shape(x)[1:]), samples)
+        out: dict[str, Array] = jax.tree.map(
+            lambda x: jnp.reshape(x, sample_shape + jnp.shape(x)[1:]), samples
+        )
+        return out
 
 
 class AutoSurrogateLikelihoodDAIS(AutoDAIS):

@@ -153,7 +153,9 @@ class AutoSemiDAIS(AutoGuide):
         local_init = {n: v for n, v in self._init_locs.items() if n in local_vars}
         one = {k: jnp.take(v, 0, axis=axes[k]) for k, v in local_init.items()}
         _, shape_dict = ravel_dict(one)
-        self._pack_local_latent = jax.vmap(lambda x: ravel_dict(x)[0], in_axes=(axes,))
+        self._pack_local_latent: Callable[[Mapping[str, Array]], Array] = jax.vmap(
+            lambda x: ravel_dict(x)[0], in_axes=(axes,)
+        )
         local_init_latent = self._pack_local_latent(local_init)
         self._unpack_local_latent = jax.vmap(
             UnpackTransform(partial(unravel_dict, shape_dict=shape_dict)), out_axes=axes
@@ -361,7 +363,8 @@ class AutoSemiDAIS(AutoGuide):
         z_0 = sample(f"{self.prefix}_z_0", base, infer={"is_auxiliary": True})
 
         def normal_log_prob(x: Array) -> Array:
-            return base.log_prob(x).sum()
+            total: Array = base.log_prob(x).sum()
+            return total
 
         return z_0, normal_log_prob
 
@@ -381,12 +384,17 @@ class AutoSemiDAIS(AutoGuide):
             draw: Callable[..., Any] = substitute(seed(self._sample_latent, key), data=params)
             global_latents, local_flat = draw(*args, **kwargs)
             results = dict(global_latents)
+            prototype = self.prototype_trace
+            assert prototype is not None
             for name, value in self._unpack_local_latent(local_flat).items():
-                results[name] = biject_to(self.prototype_trace[name].fn.support)(value)
+                results[name] = biject_to(prototype[name].fn.support)(value)
             return results
 
         if not sample_shape:
             return single(rng_key)
         keys = random.split(rng_key, int(np.prod(sample_shape)))
         samples = lax.map(single, keys)
-        return jax.tree.map(lambda x: jnp.reshape(x, sample_shape + jnp.shape(x)[1:]), samples)
+        out: dict[str, Array] = jax.tree.map(
+            lambda x: jnp.reshape(x, sample_shape + jnp.shape(x)[1:]), samples
+        )
+        return out
