@@ -9,10 +9,16 @@
    BlackJAX's ``window_adaptation`` + NUTS loop compiled ahead as the reference.
 
 A and B are interleaved (plait, NumPyro, plait, NumPyro, ...); every result is blocked on.
+3. Autoguides (``--vi``): the SVI step time in a compiled loop for AutoDiagonalNormal,
+   AutoMultivariateNormal, AutoLowRankMultivariateNormal and AutoIAFNormal on the SVI
+   regression, and ``Predictive`` first and second call (1000 posterior draws) on that
+   regression and on an AR(2) written as a Python loop over T = 140 observed sites,
+   mapped (``parallel=False``, both libraries' default) and vmapped.
+
 Run: ``hatch run bench:inference`` (or ``python benchmarks/inference.py``); ``--full`` uses
-N = 10000. Targets (BENCHMARKS.md §2): SVI step time <= NumPyro's; a second run compiles
-nothing (>= 5x NumPyro's wall for repeated runs); NUTS ESS/s equal to BlackJAX compiled
-ahead.
+N = 10000; ``--vi`` runs suite 3 only. Targets (BENCHMARKS.md §2): SVI step time <=
+NumPyro's; a second run compiles nothing (>= 5x NumPyro's wall for repeated runs); NUTS
+ESS/s equal to BlackJAX compiled ahead; ``Predictive``'s first call <= NumPyro's.
 """
 
 from __future__ import annotations
@@ -209,12 +215,19 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="N = 10000 instead of 1000")
     parser.add_argument("--svi-steps", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--vi", action="store_true", help="only the VI suite (inference_vi.py)")
     args = parser.parse_args()
     n = 10_000 if args.full else 1000
     print(
         f"jax {jax.__version__}, numpyro {numpyro.__version__}, blackjax {blackjax.__version__}, "
         f"backend {jax.default_backend()}, N = {n}, D = 10"
     )
+    if args.vi:
+        from inference_vi import print_rows, vi_rows
+
+        print_rows(vi_rows(n, args.svi_steps, args.repeat))
+        print("\nratio = plait / NumPyro: below 1 is faster.")
+        return
     svi_rows = bench_svi(n, 10, args.svi_steps, args.repeat)
     nuts_rows = bench_nuts(n, 10, 500, 1000)
     print(

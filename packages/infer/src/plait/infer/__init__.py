@@ -1,5 +1,9 @@
-"""plait-infer: log densities, Predictive, SVI on optax, NUTS on BlackJAX, ArviZ export."""
+"""plait-infer: log densities, Predictive, SVI on optax or numpyro.optim with NumPyro's
+ELBOs, autoguides (:mod:`plait.infer.autoguide`) and reparameterisers
+(:mod:`plait.infer.reparam`), NUTS on BlackJAX, ArviZ export."""
 
+from plait.infer import autoguide as autoguide
+from plait.infer import reparam as reparam
 from plait.infer._diagnostics import effective_sample_size as effective_sample_size
 from plait.infer._diagnostics import hpdi as hpdi
 from plait.infer._diagnostics import split_gelman_rubin as split_gelman_rubin
@@ -81,6 +85,7 @@ __all__ = [
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
+    "autoguide",
     "ModelInfo",
     "ParamInfo",
     "compute_log_probs",
@@ -98,6 +103,7 @@ __all__ = [
     "log_density",
     "log_likelihood",
     "potential_energy",
+    "reparam",
     "split_gelman_rubin",
     "summary",
     "transform_fn",

@@ -197,10 +197,12 @@ class AutoGuide:
         kwargs: Mapping[str, Any],
         *,
         constrain: bool,
+        full_size: bool = True,
     ) -> dict[str, Array]:
         """The constrained latents and the model's deterministic sites for draws
         ``latents`` (unconstrained with ``constrain``) with ``batch_ndims`` leading dims,
-        running the model once per draw with every plate at its full size."""
+        running the model once per draw with every plate at its full size (or, without
+        ``full_size``, at the prototype's subsample)."""
         deterministic = self._deterministic_names()
         if not constrain and not deterministic:
             return dict(latents)
@@ -210,7 +212,13 @@ class AutoGuide:
             if all(_static_support(self.prototype_trace, n) for n in latents):
                 return {n: transforms[n](v) for n, v in latents.items()}
         args, kwargs = self._model_args(args, kwargs)
-        fixed = {**dict(params), **self._full_plates()}
+        assert self.prototype_trace is not None
+        plates = (
+            self._full_plates()
+            if full_size
+            else {n: s.value for n, s in self.prototype_trace.items() if s.type == "plate"}
+        )
+        fixed = {**dict(params), **plates}
         model = seed(substitute(self.model, data=fixed) if fixed else self.model, 0)
         keep = [*latents, *deterministic]
 
@@ -227,7 +235,8 @@ class AutoGuide:
         fn: Callable[[Any], dict[str, Array]] = one
         for _ in range(batch_ndims):
             fn = jax.vmap(fn)
-        return fn(latents)
+        # One compiled replay (the arguments are constants of it), not one per operation.
+        return jax.jit(fn)(latents)  # type: ignore[no-any-return]
 
 
 def _static_support(tr: Any, name: str) -> bool:

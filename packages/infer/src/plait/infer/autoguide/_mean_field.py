@@ -225,7 +225,9 @@ class AutoDelta(_SiteGuide):
         super()._setup_prototype(*args, **kwargs)
         assert self.prototype_trace is not None
         model_params = {n: s.value for n, s in self.prototype_trace.items() if s.type == "param"}
-        constrained = self._complete(self._init_locs, model_params, 0, args, kwargs, constrain=True)
+        constrained = self._complete(
+            self._init_locs, model_params, 0, args, kwargs, constrain=True, full_size=False
+        )
         self._init_locs = {k: v for k, v in constrained.items() if k in self._init_locs}
         for name, site in self.prototype_trace.items():
             if not is_latent(site):

@@ -77,7 +77,7 @@ def _strategy(init_loc_fn: InitStrategy) -> tuple[Any, dict[str, Any]]:
     return init_loc_fn, {}
 
 
-def _latent_transform(name: str, site: Message) -> Transform:
+def _refuse_sphere(name: str, site: Message) -> None:
     support = site.fn.support
     base = support.base_constraint if isinstance(support, constraints.independent) else support
     if "sphere" in repr(base).lower():
@@ -88,6 +88,10 @@ def _latent_transform(name: str, site: Message) -> Transform:
             f"plait.handlers.reparam(config={{'{name}': ProjectedNormalReparam()}}) with "
             "plait.infer.reparam.ProjectedNormalReparam.",
         )
+
+
+def _latent_transform(name: str, site: Message) -> Transform:
+    _refuse_sphere(name, site)
     return site_transform(site)
 
 
@@ -169,7 +173,12 @@ def find_prototype(
             support with no bijection to the real line.
         PlaitError: no starting point with a finite potential in 100 tries.
     """
-    init_model = substitute(seed(model, rng_key), substitute_fn=init_loc_fn)
+    def guarded(msg: Message) -> Any:
+        if is_latent(msg):
+            _refuse_sphere(str(msg.name), msg)
+        return init_loc_fn(msg)
+
+    init_model = substitute(seed(model, rng_key), substitute_fn=guarded)
     tr = trace(init_model).get_trace(*args, **kwargs)
     _check_latents(tr, guide)
     transforms = _transforms(tr)
