@@ -156,6 +156,13 @@ def test_renyi_elbo_refuses_alpha_one() -> None:
         infer.RenyiELBO(alpha=1)
 
 
+class _ScoredBeta(dist.Beta):
+    """A Beta with its reparameterised sampler switched off: the ELBO must use the
+    score function (a test device, not a distribution)."""
+
+    has_rsample = False
+
+
 def coin(lib: Any) -> Callable[..., None]:
     def model(y: Any) -> None:
         z = lib.sample("z", dist.Bernoulli(0.3))
@@ -184,6 +191,33 @@ def test_trace_graph_elbo_score_function_gradient_is_numpyros() -> None:
         assert_close(grads[0], grads[1])
 
 
+def test_trace_graph_elbo_gradient_through_a_continuous_score_function_site_is_numpyros() -> None:
+    flips = jnp.array([1.0, 0.0, 1.0, 1.0])
+
+    def model(lib: Any) -> Callable[..., None]:
+        def m(y: Any) -> None:
+            p = lib.sample("p", dist.Beta(2.0, 2.0))
+            with lib.plate("flips", y.shape[0]):
+                lib.sample("y", dist.Bernoulli(p), obs=y)
+
+        return m
+
+    def guide(lib: Any) -> Callable[..., None]:
+        def g(y: Any) -> None:
+            a = lib.param("a", 2.0, constraint=dist.constraints.positive)
+            lib.sample("p", _ScoredBeta(a, 3.0))
+
+        return g
+
+    results = []
+    for lib in (plait, numpyro):
+        elbo = lib_infer(lib).TraceGraph_ELBO(num_particles=4)
+        m, g = model(lib), guide(lib)
+        fn = jax.jit(lambda p, m=m, g=g, e=elbo: e.loss(random.key(0), p, m, g, flips))
+        results.append(jax.value_and_grad(fn)({"a": jnp.array(2.0)}))
+    assert_close(results[0], results[1])
+
+
 def test_provenance_of_the_costs_is_numpyros() -> None:
     from numpyro.infer.elbo import get_nonreparam_deps
 
@@ -193,13 +227,6 @@ def test_provenance_of_the_costs_is_numpyros() -> None:
     theirs = get_nonreparam_deps(coin(numpyro), coin_guide(numpyro), (1.5,), {}, {"q": 0.4})
     assert ours == theirs
     assert ours[0]["y"] == frozenset({"z"})
-
-
-class _ScoredBeta(dist.Beta):
-    """A Beta with its reparameterised sampler switched off: the ELBO must use the
-    score function (a test device, not a distribution)."""
-
-    has_rsample = False
 
 
 @pytest.mark.slow

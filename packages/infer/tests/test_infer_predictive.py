@@ -223,7 +223,11 @@ def test_a_model_reading_concrete_data_values_draws() -> None:
         with plait.plate("data", y.shape[0]):
             plait.sample("y", dist.Categorical(probs), obs=y)
 
-    draws = Predictive(counts, num_samples=3)(jax.random.key(0), jnp.array([0, 2, 1]))
+    labels = np.array([0, 2, 1])  # NumPy data, as in NumPyro's example
+    draws = Predictive(counts, num_samples=3)(jax.random.key(0), labels)
+    assert draws["probs"].shape == (3, 3)
+    # With a JAX array, NumPyro draws only without compiling (vmapped): plait too.
+    draws = Predictive(counts, num_samples=3, parallel=True)(jax.random.key(0), jnp.asarray(labels))
     assert draws["probs"].shape == (3, 3)
 
 

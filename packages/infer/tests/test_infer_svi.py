@@ -291,8 +291,9 @@ def test_a_model_reading_concrete_data_values_runs_under_svi() -> None:
         with plait.plate("data", y.shape[0]):
             plait.sample("y", dist.Categorical(probs), obs=y)
 
-    y = jnp.array([0, 2, 1, 2, 2])
-    svi = SVI(counts, AutoDelta(counts), optax.adam(0.05), Trace_ELBO())
+    y = np.array([0, 2, 1, 2, 2])  # NumPy data, as in NumPyro's example
+    guide = AutoDelta(counts, init_loc_fn=plait.infer.init_to_feasible)
+    svi = SVI(counts, guide, optax.adam(0.05), Trace_ELBO())
     result = svi.run(random.key(0), 300, y, progress_bar=False)
     # MAP of a Dirichlet(1, 1, 1) with counts (1, 1, 3): the frequencies.
     np.testing.assert_allclose(result.params["probs_auto_loc"], [0.2, 0.2, 0.6], atol=0.02)

@@ -114,7 +114,10 @@ def importance_traces(
     sites without a reparameterised sampler. With ``check_covered``, a model latent the
     guide does not draw is an error (as in :class:`Trace_ELBO`)."""
     guide_run = substitute(guide, data=params) if params else guide
-    guide_trace = trace(_stop_nonreparam_gradient(guide_run)).get_trace(*args, **kwargs)
+    # Outside the trace, so that the trace records the stopped values (postprocessing
+    # runs outermost first).
+    with _stop_nonreparam_gradient():
+        guide_trace = trace(guide_run).get_trace(*args, **kwargs)
     replayed: Callable[..., Any] = replay(model, trace=guide_trace)
     if check_covered:
         replayed = guide_covers(replayed, guide_trace=guide_trace)

@@ -285,12 +285,20 @@ def _compiled_call(
     try:
         lowered = jax.jit(traced).lower(rng_key, params, dynamic)
     except TRACER_ERRORS:
+        pass
+    else:
+        return compile_lowered(lowered)(rng_key, params, dynamic)  # type: ignore[no-any-return]
 
-        def closed(key: Array, p: Mapping[str, Any]) -> dict[str, Array]:
-            return predictive._call(key, p, batched_params, args, kwargs)
+    def closed(key: Array, p: Mapping[str, Any]) -> dict[str, Array]:
+        return predictive._call(key, p, batched_params, args, kwargs)
 
-        return compile_lowered(jax.jit(closed).lower(rng_key, params))(rng_key, params)  # type: ignore[no-any-return]
-    return compile_lowered(lowered)(rng_key, params, dynamic)  # type: ignore[no-any-return]
+    try:
+        lowered = jax.jit(closed).lower(rng_key, params)
+    except TRACER_ERRORS:
+        # The model computes with its arrays' values (jnp on them is traced under jit):
+        # run it uncompiled, as NumPyro does.
+        return closed(rng_key, params)
+    return compile_lowered(lowered)(rng_key, params)  # type: ignore[no-any-return]
 
 
 def _draw(

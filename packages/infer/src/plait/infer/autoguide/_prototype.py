@@ -173,6 +173,7 @@ def find_prototype(
             support with no bijection to the real line.
         PlaitError: no starting point with a finite potential in 100 tries.
     """
+
     def guarded(msg: Message) -> Any:
         if is_latent(msg):
             _refuse_sphere(str(msg.name), msg)
