@@ -12,8 +12,8 @@ A and B are interleaved (plait, NumPyro, plait, NumPyro, ...); every result is b
 3. Autoguides (``--vi``): the SVI step time in a compiled loop for AutoDiagonalNormal,
    AutoMultivariateNormal, AutoLowRankMultivariateNormal and AutoIAFNormal on the SVI
    regression, and ``Predictive`` first and second call (1000 posterior draws) on that
-   regression and on an AR(2) written as a Python loop over T = 140 observed sites,
-   mapped (``parallel=False``, both libraries' default) and vmapped.
+   regression and on an AR(2) written as a Python loop over T = 40 sites (140 with
+   ``--full``), mapped (``parallel=False``, both libraries' default) and vmapped.
 
 Run: ``hatch run bench:inference`` (or ``python benchmarks/inference.py``); ``--full`` uses
 N = 10000; ``--vi`` runs suite 3 only. Targets (BENCHMARKS.md §2): SVI step time <=
@@ -225,7 +225,7 @@ def main() -> None:
     if args.vi:
         from inference_vi import print_rows, vi_rows
 
-        print_rows(vi_rows(n, args.svi_steps, args.repeat))
+        print_rows(vi_rows(n, args.svi_steps, args.repeat, 140 if args.full else 40))
         print("\nratio = plait / NumPyro: below 1 is faster.")
         return
     svi_rows = bench_svi(n, 10, args.svi_steps, args.repeat)

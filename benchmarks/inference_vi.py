@@ -7,8 +7,9 @@ and ``Predictive`` calls, plait against NumPyro in one run.
    linear regression (N observations, D = 10, Adam).
 2. ``Predictive`` wall time, first call (traces and compiles) and second call (new
    draws, same shapes), with 1000 posterior draws: the regression, and an AR(2) written
-   as a Python loop over T = 140 observed sites; mapped (``parallel=False``, the default
-   of both libraries) and vmapped (``parallel=True``).
+   as a Python loop over T = 40 sites (140 with ``--full``: the whole-model compile then
+   takes minutes); mapped (``parallel=False``, the default of both libraries, compiled)
+   and vmapped (``parallel=True``, uncompiled in both).
 
 Run with ``python benchmarks/inference.py --vi`` or ``python benchmarks/inference_vi.py``.
 """
@@ -170,9 +171,9 @@ def bench_predictive(n: int, d: int, draws: int, length: int) -> list[Row]:
     return rows
 
 
-def vi_rows(n: int, steps: int, repeat: int) -> list[Row]:
-    """Every row of the VI suite."""
-    return bench_autoguide_steps(n, 10, steps, repeat) + bench_predictive(n, 10, 1000, 140)
+def vi_rows(n: int, steps: int, repeat: int, length: int = 40) -> list[Row]:
+    """Every row of the VI suite (an AR(2) of ``length`` sites)."""
+    return bench_autoguide_steps(n, 10, steps, repeat) + bench_predictive(n, 10, 1000, length)
 
 
 def print_rows(rows: list[Row]) -> None:

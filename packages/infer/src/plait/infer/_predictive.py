@@ -113,8 +113,9 @@ class Predictive:
     into the model, so the model's deterministic sites are returned too and a subsampled
     plate keeps the guide's indices.
 
-    The computation is traced on every call and compiled once per distinct traced
-    computation (a second call with new draws of the same shapes compiles nothing).
+    With ``parallel=False`` the computation is traced on every call and compiled once per
+    distinct traced computation (a second call with new draws of the same shapes compiles
+    nothing); with ``parallel=True`` it runs uncompiled, as NumPyro's does.
 
     Args:
         model: the model.
@@ -276,6 +277,10 @@ def _compiled_call(
     """``predictive._call`` compiled, with the model's arrays as inputs (or, for a model
     that needs their concrete values, closed over), reusing an equal compiled program."""
     params = predictive.params
+    if predictive.parallel:
+        # NumPyro maps the draws with an uncompiled jax.vmap: each operation runs once
+        # for the whole batch, and nothing compiles the whole model.
+        return predictive._call(rng_key, params, batched_params, args, kwargs)
     dynamic, static = split_args(args, kwargs)
 
     def traced(key: Array, p: Mapping[str, Any], d: tuple[Any, ...]) -> dict[str, Array]:
