@@ -234,8 +234,9 @@ def test_a_model_reading_concrete_data_values_draws() -> None:
 def test_second_call_with_new_values_compiles_nothing(count_compiles: Any) -> None:
     predictive = Predictive(model, num_samples=5)
     predictive(jax.random.key(0), X)
+    key, new_x = jax.random.key(1), X + 1.0
     with count_compiles() as compiles:
-        predictive(jax.random.key(1), X + 1.0)
+        predictive(key, new_x)
     assert len(compiles) == 0
 
 
