@@ -17,6 +17,8 @@ Run with ``python benchmarks/inference.py --vi`` or ``python benchmarks/inferenc
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -134,40 +136,62 @@ def _posterior(names: dict[str, tuple[int, ...]], draws: int) -> dict[str, Any]:
     return samples
 
 
+def _predictive_case(
+    label: str, n: int, d: int, draws: int, length: int
+) -> tuple[Callable[[Any], Callable[..., None]], dict[str, Any], tuple[Any, ...]]:
+    if label == "regression":
+        x, _ = _data(n, d)
+        return regression, _posterior({"w": (d,), "b": (), "sigma": ()}, draws), (x,)
+    names = {"alpha_1": (), "alpha_2": (), "const": (), "sigma": ()}
+    return (lambda lib: ar2(lib, length)), _posterior(names, draws), ()
+
+
+def _first_and_second(
+    which: str, label: str, parallel: bool, n: int, d: int, draws: int, length: int
+) -> tuple[float, float]:
+    make, samples, args = _predictive_case(label, n, d, draws, length)
+    if which == "plait":
+        predictive: Any = Predictive(make(plait), samples, parallel=parallel)
+    else:
+        predictive = NumPyroPredictive(make(numpyro), samples, parallel=parallel)
+    first = _timed(lambda: predictive(random.key(0), *args))
+    second = _timed(lambda: predictive(random.key(1), *args))
+    return first, second
+
+
 def bench_predictive(n: int, d: int, draws: int, length: int) -> list[Row]:
-    """``Predictive`` first and second call, plait and NumPyro side by side."""
-    x, _ = _data(n, d)
-    cases = [
-        (
-            "regression",
-            regression,
-            _posterior({"w": (d,), "b": (), "sigma": ()}, draws),
-            (x,),
-        ),
-        (
-            f"AR(2), T = {length} unrolled",
-            lambda lib: ar2(lib, length),
-            _posterior({"alpha_1": (), "alpha_2": (), "const": (), "sigma": ()}, draws),
-            (),
-        ),
-    ]
+    """``Predictive`` first and second call, plait and NumPyro side by side. Each pair of
+    calls runs in a fresh process, so neither library's first call finds operations the
+    other compiled (uncompiled JAX caches its per-operation programs process-wide)."""
     rows = []
-    for label, make, samples, args in cases:
+    for label in ("regression", "ar2"):
+        name = "regression" if label == "regression" else f"AR(2), T = {length} unrolled"
         for parallel in (False, True):
-            ours = Predictive(make(plait), samples, parallel=parallel)
-            theirs = NumPyroPredictive(make(numpyro), samples, parallel=parallel)
-            times: dict[str, list[float]] = {"ours": [], "theirs": []}
-            for i in range(2):
-                key = random.key(i)
-                times["ours"].append(_timed(lambda: ours(key, *args)))  # noqa: B023
-                times["theirs"].append(_timed(lambda: theirs(key, *args)))  # noqa: B023
+            times = {}
+            for which in ("plait", "numpyro"):
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--predictive",
+                    which,
+                    label,
+                    str(int(parallel)),
+                    str(n),
+                    str(d),
+                    str(draws),
+                    str(length),
+                ]
+                output = subprocess.run(command, capture_output=True, text=True, check=True)
+                times[which] = [float(v) for v in output.stdout.split()[-2:]]
             mode = "vmap" if parallel else "map"
-            rows.append(
-                (f"Predictive {label}, {mode}, 1st [s]", times["ours"][0], times["theirs"][0])
-            )
-            rows.append(
-                (f"Predictive {label}, {mode}, 2nd [s]", times["ours"][1], times["theirs"][1])
-            )
+            for i, call in enumerate(("1st", "2nd")):
+                rows.append(
+                    (
+                        f"Predictive {name}, {mode}, {call} [s]",
+                        times["plait"][i],
+                        times["numpyro"][i],
+                    )
+                )
     return rows
 
 
@@ -183,6 +207,13 @@ def print_rows(rows: list[Row]) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--predictive"]:
+        which, label, parallel, n, d, draws, length = sys.argv[2:9]
+        first, second = _first_and_second(
+            which, label, parallel == "1", int(n), int(d), int(draws), int(length)
+        )
+        print(first, second)
+        sys.exit(0)
     print(f"jax {jax.__version__}, numpyro {numpyro.__version__}, backend {jax.default_backend()}")
     print_rows(vi_rows(1000, 2000, 5))
     print("\nratio = plait / NumPyro: below 1 is faster.")
