@@ -22,11 +22,19 @@
    over three seeds) beside NumPyro's same kernels, run by its ``MCMC`` and compiled
    ahead in a ``lax.scan``.
 
+5. ``--vi``: the autoguides instead. The SVI step time in a compiled loop for
+   AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal and
+   AutoIAFNormal on the SVI regression, and ``Predictive`` first and second call (1000
+   posterior draws) on that regression and on an AR(2) written as a Python loop over
+   T = 40 sites (140 with ``--full``), mapped (``parallel=False``, both libraries' default)
+   and vmapped.
+
 A and B are interleaved (plait, NumPyro, plait, NumPyro, ...); every result is blocked on.
+
 Run: ``hatch run bench:inference`` (or ``python benchmarks/inference.py``); ``--full`` uses
-N = 10000 (with ``--mcmc``: a larger HMM). Targets (BENCHMARKS.md §2): SVI step time <= NumPyro's; a second run compiles
-nothing (>= 5x NumPyro's wall for repeated runs); NUTS ESS/s equal to BlackJAX compiled
-ahead.
+N = 10000 (with ``--mcmc``: a larger HMM). Targets (BENCHMARKS.md §2): SVI step time <=
+NumPyro's; a second run compiles nothing (>= 5x NumPyro's wall for repeated runs); NUTS
+ESS/s equal to BlackJAX compiled ahead; ``Predictive``'s first call <= NumPyro's.
 """
 
 from __future__ import annotations
@@ -591,6 +599,7 @@ def main() -> None:
     parser.add_argument(
         "--samplers", action="store_true", help="BarkerMH and DiscreteHMCGibbs against NumPyro"
     )
+    parser.add_argument("--vi", action="store_true", help="only the VI suite (inference_vi.py)")
     args = parser.parse_args()
     if args.samplers:
         print(
@@ -610,6 +619,12 @@ def main() -> None:
         f"jax {jax.__version__}, numpyro {numpyro.__version__}, blackjax {blackjax.__version__}, "
         f"backend {jax.default_backend()}, N = {n}, D = 10"
     )
+    if args.vi:
+        from inference_vi import print_rows, vi_rows
+
+        print_rows(vi_rows(n, args.svi_steps, args.repeat, 140 if args.full else 40))
+        print("\nratio = plait / NumPyro: below 1 is faster.")
+        return
     svi_rows = bench_svi(n, 10, args.svi_steps, args.repeat)
     nuts_rows = bench_nuts(n, 10, 500, 1000)
     print(
