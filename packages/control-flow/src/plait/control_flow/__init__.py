@@ -23,15 +23,19 @@ from plait.control_flow._cache import CacheInfo as CacheInfo
 from plait.control_flow._cache import cache_clear as _cache_clear
 from plait.control_flow._cache import cache_info as _cache_info
 from plait.control_flow._cache import set_cache_enabled as _set_cache_enabled
+from plait.control_flow._cond import cond as cond
+from plait.control_flow._cond import switch as switch
 from plait.control_flow._scan import scan as scan
 
 __all__ = [
     "CacheInfo",
     "__version__",
+    "cond",
     "scan",
     "scan_cache_clear",
     "scan_cache_info",
     "set_scan_cache",
+    "switch",
 ]
 
 

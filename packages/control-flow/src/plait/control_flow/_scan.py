@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from plait import Message, Messenger, apply_stack, current_stack, isolated_stack
 from plait.control_flow._call import ScanCall, ScanHandler, ScanResult
 from plait.control_flow._loop import LoopSpec, run_loop
+from plait.control_flow._sites import PRIMITIVE
 from plait.control_flow._step import active_context
 from plait.errors import PlaitError
 
@@ -176,6 +177,7 @@ def scan(
         return result.carry, result.ys
     request = _Request(f, init, xs, length, reverse, history, name)
     msg = Message(type="control_flow", kwargs={"rng_key": None})
+    msg.stash[PRIMITIVE] = "scan"
     msg.fn = functools.partial(_run_claimed, msg, request)
     apply_stack(msg)
     value = msg.value

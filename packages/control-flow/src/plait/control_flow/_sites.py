@@ -21,12 +21,17 @@ import numpy as np
 from plait import InferDict, Message, PlateFrame, Stash, StashKey, Trace
 from plait.errors import SiteError
 
-__all__ = ["STACKED", "SitePayload", "SiteSkeleton", "split_trace", "stacked_sites"]
+__all__ = ["PRIMITIVE", "STACKED", "SitePayload", "SiteSkeleton", "split_trace", "stacked_sites"]
 
 STACKED: StashKey[int] = StashKey()
 """On the sites a loop sends after it ran, stacked over a leading time dim: the number of
 steps stacked. The one mark of a loop's sites; handlers never need it (the handlers that act
 inside a loop do not see these sites, see :meth:`plait.Messenger.for_control_flow`)."""
+
+PRIMITIVE: StashKey[str] = StashKey()
+"""On a ``control_flow`` message: the primitive that sent it (``"scan"``, ``"cond"`` for
+``cond`` and ``switch``, ``"while_loop"`` for ``while_loop`` and ``fori_loop`` with traced
+bounds), for handlers that treat them differently."""
 
 _STACKED_TYPES = frozenset({"sample", "deterministic", "param", "mutable"})
 
