@@ -123,8 +123,8 @@ class CondCall:
             SiteError: a site cannot be combined (see ``combine_branches``).
         """
         index = self.clipped_index()
-        value = select_tree(index, [r.output for r in results], self.name)
         sites = combine_branches(index, [r.trace for r in results], self.name)
+        value = select_tree(index, [r.output for r in results], self.name)
         return CondResult(value, sites)
 
     def clipped_index(self) -> jax.Array:
