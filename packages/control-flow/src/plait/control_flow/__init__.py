@@ -26,16 +26,20 @@ from plait.control_flow._cache import set_cache_enabled as _set_cache_enabled
 from plait.control_flow._cond import cond as cond
 from plait.control_flow._cond import switch as switch
 from plait.control_flow._scan import scan as scan
+from plait.control_flow._while import fori_loop as fori_loop
+from plait.control_flow._while import while_loop as while_loop
 
 __all__ = [
     "CacheInfo",
     "__version__",
     "cond",
+    "fori_loop",
     "scan",
     "scan_cache_clear",
     "scan_cache_info",
     "set_scan_cache",
     "switch",
+    "while_loop",
 ]
 
 

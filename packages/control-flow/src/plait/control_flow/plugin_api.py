@@ -53,7 +53,9 @@ from plait.control_flow._cond_call import CondCall as CondCall
 from plait.control_flow._cond_call import CondHandler as CondHandler
 from plait.control_flow._cond_call import CondResult as CondResult
 from plait.control_flow._select import BranchDistribution as BranchDistribution
+from plait.control_flow._sites import ACCUMULATED as ACCUMULATED
 from plait.control_flow._sites import PRIMITIVE as PRIMITIVE
+from plait.control_flow._sites import LoopSite as LoopSite
 from plait.control_flow._sites import STACKED as STACKED
 from plait.control_flow._sites import SitePayload as SitePayload
 from plait.control_flow._sites import SiteSkeleton as SiteSkeleton
@@ -63,6 +65,7 @@ from plait.control_flow._step import ScanContext as ScanContext
 from plait.control_flow._step import current_loop as current_loop
 
 __all__ = [
+    "ACCUMULATED",
     "PRIMITIVE",
     "STACKED",
     "BranchDistribution",
@@ -71,6 +74,7 @@ __all__ = [
     "CondCall",
     "CondHandler",
     "CondResult",
+    "LoopSite",
     "ScanCall",
     "ScanContext",
     "ScanHandler",
