@@ -55,8 +55,8 @@ from plait.control_flow._cond_call import CondResult as CondResult
 from plait.control_flow._select import BranchDistribution as BranchDistribution
 from plait.control_flow._sites import ACCUMULATED as ACCUMULATED
 from plait.control_flow._sites import PRIMITIVE as PRIMITIVE
-from plait.control_flow._sites import LoopSite as LoopSite
 from plait.control_flow._sites import STACKED as STACKED
+from plait.control_flow._sites import LoopSite as LoopSite
 from plait.control_flow._sites import SitePayload as SitePayload
 from plait.control_flow._sites import SiteSkeleton as SiteSkeleton
 from plait.control_flow._sites import split_trace as split_trace
