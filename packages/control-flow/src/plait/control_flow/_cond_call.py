@@ -170,7 +170,7 @@ class CondCall:
     def _trace(self, branch: int) -> _Traced:
         """Trace one branch into a jaxpr of (operand leaves, key) -> (output, site arrays)."""
         structure = jax.tree_util.tree_structure(self.operands)
-        n_operands = structure.num_leaves
+        n_operands = len(jax.tree_util.tree_leaves(self.operands))
         found: dict[str, Any] = {}
 
         def run(*args: Any) -> Any:

@@ -45,9 +45,9 @@ def select(index: Array, options: Sequence[Any]) -> Array:
 
 def select_tree(index: Array, trees: Sequence[Any], what: str) -> Any:
     """:func:`select` on every leaf of same-structured pytrees (the branches' outputs)."""
-    structure = jax.tree_util.tree_structure(trees[0])
+    structure: Any = jax.tree_util.tree_structure(trees[0])
     for j, tree in enumerate(trees[1:], start=1):
-        if jax.tree_util.tree_structure(tree) != structure:
+        if not bool(jax.tree_util.tree_structure(tree) == structure):
             raise PlaitError(
                 f"{what}: branch {j} returns {jax.tree_util.tree_structure(tree)}, but branch 0 "
                 f"returns {structure}; every branch must return the same structure."

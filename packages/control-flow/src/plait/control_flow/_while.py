@@ -400,7 +400,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, C], C], init_val:
 
         step.__name__ = name
         carry, _ = scan(step, init_val, jnp.arange(lo, max(hi, lo), dtype=jnp.int32))
-        return carry
+        return carry  # type: ignore[no-any-return]
     if not current_stack():
         return lax.fori_loop(lower, upper, body_fun, init_val)
     bound = jnp.asarray(upper, jnp.int32)
