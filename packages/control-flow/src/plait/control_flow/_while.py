@@ -402,7 +402,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, C], C], init_val:
         carry, _ = scan(step, init_val, jnp.arange(lo, max(hi, lo), dtype=jnp.int32))
         return carry  # type: ignore[no-any-return]
     if not current_stack():
-        return lax.fori_loop(lower, upper, body_fun, init_val)
+        return lax.fori_loop(lower, upper, body_fun, init_val)  # type: ignore[no-any-return]
     bound = jnp.asarray(upper, jnp.int32)
     return _send(  # type: ignore[no-any-return]
         lambda i, c: i < bound, body_fun, jnp.asarray(lower, jnp.int32), init_val, name

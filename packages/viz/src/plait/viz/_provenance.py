@@ -158,8 +158,8 @@ def eval_provenance(fn: Callable[..., Any], **inputs: Any) -> Any:
     def run(*leaves: Any) -> list[Any]:
         kwargs: dict[str, Any] = {}
         start = 0
-        for name, structure in zip(names, structures, strict=True):
-            count = structure.num_leaves
+        for name, structure, own in zip(names, structures, leaves_per_name, strict=True):
+            count = len(own)
             kwargs[name] = jax.tree_util.tree_unflatten(
                 structure, list(leaves[start : start + count])
             )

@@ -159,10 +159,10 @@ def get_model_relations(
     carried: dict[str, list[str]] = {}
     for name in sites:
         found = set(depends.get(name, ())) - {name}
-        scan = scan_of.get(name)
-        if scan is not None:
-            body = set(scan.sites)
-            step = steps[id(scan)]
+        owner = scan_of.get(name)
+        if owner is not None:
+            body = set(owner.sites)
+            step = steps[id(owner)]
             found = (found - body) | set(step.same_step.get(name, ()))
             carried[name] = [s for s in sites if s in step.previous.get(name, ())]
         sample_sample[name] = [s for s in sites if s in found]
