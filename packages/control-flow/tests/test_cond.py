@@ -321,12 +321,19 @@ def test_cond_inside_scan_gets_the_steps_values() -> None:
 
         return scan(step, 0.0, None, length=3)
 
-    tr = trace(substitute(model, data={"x": xs})).get_trace()
-    prev = jnp.concatenate([jnp.zeros(1), xs[:-1]])
-    lik = jnp.where(xs > 0, dist.Normal(xs, 1.0).log_prob(1.0), dist.Laplace(xs, 1.0).log_prob(1.0))
-    expected = dist.Normal(prev, 1.0).log_prob(xs).sum() + lik.sum()
-    np.testing.assert_allclose(log_prob_sum(tr), expected, rtol=1e-6)
-    assert tr["y"].value.shape == (3,)
+    def ours(xs: Any) -> Any:
+        return log_prob_sum(trace(substitute(model, data={"x": xs})).get_trace())
+
+    def expected(xs: Any) -> Any:
+        prev = jnp.concatenate([jnp.zeros(1), xs[:-1]])
+        lik = jnp.where(
+            xs > 0, dist.Normal(xs, 1.0).log_prob(1.0), dist.Laplace(xs, 1.0).log_prob(1.0)
+        )
+        return dist.Normal(prev, 1.0).log_prob(xs).sum() + lik.sum()
+
+    np.testing.assert_allclose(ours(xs), expected(xs), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.grad(ours))(xs), jax.grad(expected)(xs), rtol=1e-6)
+    assert trace(substitute(model, data={"x": xs})).get_trace()["y"].value.shape == (3,)
 
 
 def test_nested_scan_cond_substitution_cuts_both_levels() -> None:

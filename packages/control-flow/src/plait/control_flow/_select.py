@@ -96,7 +96,7 @@ class BranchDistribution:
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist
         >>> d = BranchDistribution(jnp.array([0, 1]), (dist.Normal(0.0, 1.0), dist.Laplace()))
-        >>> d.batch_shape, d.log_prob(jnp.zeros(2)).round(4).tolist()
+        >>> d.batch_shape, [round(float(v), 4) for v in d.log_prob(jnp.zeros(2))]
         ((2,), [-0.9189, -0.6931])
     """
 
