@@ -61,16 +61,16 @@ def test_batch_shape_that_does_not_broadcast_with_plates_names_site_and_plate() 
     assert error.value.site == "x"
 
 
-def test_observation_whose_shape_does_not_match() -> None:
+def test_observation_whose_shape_does_not_broadcast() -> None:
     def model() -> None:
         with plait.plate("data", 4, dim=-2):
-            plait.sample("y", dist.Normal(0.0, 1.0), obs=jnp.zeros(4))
+            plait.sample("y", dist.Normal(0.0, 1.0), obs=jnp.zeros((3, 1)))
 
     with pytest.raises(
         SiteError,
         match=re.escape(
-            "site 'y' inside plate 'data' (size 4, dim -2) observes a value of shape (4,), which "
-            "does not broadcast to the site's shape (4, 1)"
+            "site 'y' inside plate 'data' (size 4, dim -2) observes a value of shape (3, 1), "
+            "which does not broadcast with the site's shape (4, 1)"
         ),
     ):
         run(model)
@@ -117,7 +117,7 @@ def test_non_positive_scale(bad: object) -> None:
 
 def test_non_callable_passed_to_handler() -> None:
     with pytest.raises(
-        TypeError,
+        HandlerError,
         match=re.escape("seed() wraps a model function, but got int (3), which is not callable"),
     ):
         seed(3, rng_seed=0)  # type: ignore[call-overload]

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the examples (deselect with -m "not slow")
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -13,6 +13,8 @@ from jax.example_libraries import stax
 
 import plait
 
+pytestmark = pytest.mark.slow  # SVI runs (deselect with -m "not slow")
+
 nn = pytest.importorskip("plait.nn")
 infer = pytest.importorskip("plait.infer")
 

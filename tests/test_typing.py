@@ -47,3 +47,8 @@ def test_misuse_is_reported_with_the_real_signatures() -> None:
     assert any("wrong_use.py:16" in e and '"str"' in e and '"Array"' in e for e in errors), errors
     assert any("wrong_use.py:17" in e and '"scale"' in e and '"float"' in e for e in errors), errors
     assert any("wrong_use.py:18" in e and '"int"' in e for e in errors), errors
+    # Reached through ``import plait`` alone, a subpackage keeps its types.
+    assert any("wrong_use.py:19" in e and '"Array"' in e for e in errors), errors
+    # Trace sites read with NumPyro's keys are typed per key; a wrong key is an error.
+    assert any("wrong_use.py:21" in e and '"__getitem__" of "Message"' in e for e in errors)
+    assert any("wrong_use.py:22" in e and '"str"' in e and '"int"' in e for e in errors), errors

@@ -29,3 +29,21 @@ def run() -> float:
     with seed(rng_seed=3):
         sub(jnp.ones(2))
     return float(out.sum())
+
+
+def lazy_subpackages_and_numpyro_keys() -> bool:
+    # ``import plait`` alone reaches the installed subpackages, typed.
+    seeded = plait.handlers.seed(regression, rng_seed=0)
+    out: Array = seeded(jnp.arange(3.0))
+    tr = plait.handlers.trace(seeded).get_trace(jnp.arange(3.0))
+    # A trace reads as NumPyro's, with a type per key.
+    site = tr["y"]
+    kind: str = site["type"]
+    name: str | None = site["name"]
+    observed: bool = site["is_observed"]
+    frames: list[plait.PlateFrame] = site["cond_indep_stack"]
+    enumerate_option = site.get("infer").get("enumerate")
+    value: Array = site["value"]
+    return kind == "sample" and name == "y" and not observed and bool(frames) and (
+        enumerate_option is None and value.shape == out.shape
+    )

@@ -16,3 +16,7 @@ def model(x: Array, *, scale: float = 1.0) -> Array:
 seed(model, rng_seed=0)("not an array")  # error: wrong argument type
 trace(model).get_trace(jnp.ones(2), scale="big")  # error: wrong keyword type
 plait.plate("data", "ten")  # error: size must be an int
+plait.handlers.seed(model, rng_seed=0)("not an array")  # error: reached through import plait
+site = trace(model).get_trace(jnp.ones(2))["x"]
+site["valeu"]  # error: not a NumPyro message key
+label: int = site["type"]  # error: the type is a str

@@ -16,7 +16,7 @@ import pytest
 from numpyro.contrib.control_flow import cond as numpyro_cond
 from numpyro.infer.util import log_density as numpyro_log_density
 
-from plait import PlaitError, SiteError, deterministic, log_prob_sum, plate, sample
+from plait import SiteError, deterministic, log_prob_sum, plate, sample
 from plait.control_flow import cond, scan, switch
 from plait.control_flow.plugin_api import BranchDistribution
 from plait.handlers import condition, mask, replay, scale, scope, seed, substitute, trace
@@ -397,5 +397,5 @@ def test_branches_returning_different_structures_are_an_error() -> None:
         with plate("p", 2):
             return cond(flag, lambda _: (1.0, 2.0), lambda _: 1.0, None)
 
-    with pytest.raises(PlaitError, match="must return the same structure"):
+    with pytest.raises(TypeError, match="must return the same structure"):
         trace(model).get_trace(jnp.array([True, False]))

@@ -125,10 +125,95 @@ def test_hand_registered_plugin_answers_hooks(
         def plait_plugin_info(self) -> PluginInfo:
             return PluginInfo("mine", "9", ("x",))
 
-    plugins_module.register(Mine(), name="mine")
+    mine = Mine()
+    assert plait.register(mine, name="mine") == "mine"
+    assert plait.plugin_manager().has_plugin("mine")
     assert "mine" in [info.name for info in plait.plugins()]
-    plugins_module.unregister("mine")
+    assert plait.unregister("mine") is mine
     assert "mine" not in [info.name for info in plait.plugins()]
+    plait.register(mine, name="again")
+    assert plait.unregister(mine) is mine  # by the object too
+    assert not plait.plugin_manager().has_plugin("again")
+
+
+def test_registering_twice_or_unregistering_an_unknown_plugin_is_an_error(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    class Mine:
+        pass
+
+    plait.register(Mine(), name="mine")
+    with pytest.raises(ValueError, match="mine"):
+        plait.register(Mine(), name="mine")
+    plait.unregister(name="mine")
+    with pytest.raises(ValueError, match=re.escape("no plait plugin is registered as 'mine'")):
+        plait.unregister("mine")
+    with pytest.raises(ValueError, match="not a registered plait plugin"):
+        plait.unregister(Mine())
+    with pytest.raises(ValueError, match="needs the plugin or its name"):
+        plait.unregister()
+
+
+def test_plugin_manager_is_plaits_pluggy_manager(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    pm = plait.plugin_manager()
+    assert pm is plait.plugin_manager() and pm.project_name == "plait"
+    assert [name for name, _ in pm.list_name_plugin()] == ["core"]
+
+
+class _Answers:
+    """Answers every consumer hook with a recognisable value."""
+
+    @hookimpl
+    def plait_log_density(self, model: Any, model_args: Any, model_kwargs: Any, params: Any) -> Any:
+        return jax.numpy.asarray(float(model_args[0])), {}
+
+    @hookimpl
+    def plait_infer_discrete(
+        self, model: Any, model_args: Any, model_kwargs: Any, temperature: int, rng_key: Any
+    ) -> Any:
+        return {
+            "t": plait.Message(type="sample", name="t", value=temperature),
+            "z": plait.Message(type="sample", name="z", value=1),
+        }
+
+    @hookimpl
+    def plait_adapt_distribution(self, fn: object) -> Any:
+        return dist.Bernoulli(probs=fn.p) if isinstance(fn, Coin) else None
+
+
+def test_typed_hook_callers_return_the_answers_of_entry_point_plugins(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    answers = _Answers()
+    _module(
+        "plait_answers_plugin",
+        plait_log_density=answers.plait_log_density,
+        plait_infer_discrete=answers.plait_infer_discrete,
+        plait_adapt_distribution=answers.plait_adapt_distribution,
+    )
+    fresh_plugins.append(_entry_point("answers", "plait_answers_plugin"))
+    value, trace = plait.hooks.log_density(lambda: None, (7,), {}, {})  # type: ignore[misc]
+    assert float(value) == 7.0 and trace == {}
+    drawn = plait.hooks.infer_discrete(lambda: None, (), {}, temperature=0)
+    assert drawn is not None and drawn["t"].value == 0 and drawn["z"].value == 1
+    adapted = plait.hooks.adapt_distribution(Coin(0.2))
+    assert isinstance(adapted, dist.BernoulliProbs) and float(adapted.probs) == 0.2
+    assert plait.hooks.adapt_distribution(object()) is None
+
+
+def test_typed_hook_callers_return_the_answers_of_registered_plugins(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    assert plait.hooks.infer_discrete(lambda: None, (), {}) is None
+    assert plait.hooks.log_density(lambda: None, (), {}, {}) is None
+    plait.register(_Answers(), name="answers")
+    drawn = plait.hooks.infer_discrete(lambda: None, (), {}, temperature=1)
+    assert drawn is not None and drawn["t"].value == 1
+    value, _ = plait.hooks.log_density(lambda: None, (3,), {}, {})  # type: ignore[misc]
+    assert float(value) == 3.0
+    assert plait.sample("flip", Coin(1.0), rng_key=jax.random.key(0)) == 1
 
 
 def test_plugin_can_add_hook_specs_that_other_plugins_implement(
@@ -151,4 +236,27 @@ def test_plugin_can_add_hook_specs_that_other_plugins_implement(
     _module("plait_impl_plugin", plait_greeting=plait_greeting)
     fresh_plugins.append(_entry_point("spec", "plait_spec_plugin"))
     fresh_plugins.append(_entry_point("impl", "plait_impl_plugin"))
-    assert plugins_module.plugin_manager().hook.plait_greeting() == "hello"
+    assert plait.plugin_manager().hook.plait_greeting() == "hello"
+
+
+def test_registered_plugin_can_add_hook_specs_and_late_plugins_implement_them(
+    fresh_plugins: list[importlib.metadata.EntryPoint],
+) -> None:
+    class Specs:
+        @plait.hookspec(firstresult=True)
+        def plait_farewell(self) -> str:  # type: ignore[empty-body]
+            """A hook a hand-registered plugin declares."""
+
+    class Declares:
+        @hookimpl
+        def plait_addhooks(self, pluginmanager: Any) -> None:
+            pluginmanager.add_hookspecs(Specs)
+
+    class Implements:
+        @hookimpl
+        def plait_farewell(self) -> str:
+            return "bye"
+
+    plait.register(Declares(), name="declares")
+    plait.register(Implements(), name="implements")
+    assert plait.plugin_manager().hook.plait_farewell() == "bye"

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import numpyro.distributions as dist
+import numpyro.primitives
 import pytest
 
 import plait
@@ -79,9 +80,11 @@ def test_wrapper_and_decorator_forms_run_under_the_handler() -> None:
     assert ("process", "dec") in log
 
 
-def test_messenger_rejects_non_callable() -> None:
-    with pytest.raises(TypeError, match=re.escape("Messenger() wraps a model function")):
+def test_messenger_rejects_non_callable_with_numpyros_value_error() -> None:
+    with pytest.raises(plait.HandlerError, match=re.escape("Messenger() wraps a model function")):
         Messenger(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="to be a Python callable object"):
+        numpyro.primitives.Messenger(3)
 
 
 def test_per_type_methods_are_dispatched() -> None:

@@ -15,7 +15,7 @@ from numpyro.contrib.funsor import config_enumerate as np_config
 from numpyro.contrib.funsor import enum as np_enum
 from numpyro.contrib.funsor import log_density as np_log_density
 
-from plait import _plugins, plate, sample
+from plait import hooks, plate, sample
 from plait.enum import config_enumerate, enum, log_density, markov
 from plait.errors import PlaitError
 from plait.handlers import mask, scale
@@ -180,7 +180,7 @@ def test_hook_runs_the_model_once_and_sums_plain_models_plainly() -> None:
     enumerated = config_enumerate(counted)
     answer = plait_log_density(enumerated, (data,), {}, {})
     np.testing.assert_allclose(answer[0], gmm_exact(DATA), rtol=RTOL)
-    registered = _plugins.log_density(enumerated, (data,), {}, {})
+    registered = hooks.log_density(enumerated, (data,), {}, {})
     assert registered is not None
     np.testing.assert_allclose(registered[0], gmm_exact(DATA), rtol=RTOL)
     assert len(runs) == 2  # one run per evaluation

@@ -474,11 +474,11 @@ def test_substituted_continuous_body_site_reaches_every_step() -> None:
 
 
 def test_plugin_hook_answers_for_an_enumerated_scan() -> None:
-    from plait import _plugins
+    from plait import hooks
 
     data = DATA[:10]
     model = config_enumerate(partial(one_latent, PL))
-    value = jax.jit(lambda d: _plugins.log_density(model, (d,), {}, {})[0])(data)  # type: ignore[index]
+    value = jax.jit(lambda d: hooks.log_density(model, (d,), {}, {})[0])(data)  # type: ignore[index]
     np.testing.assert_allclose(value, plait_value(one_latent, (data,)), rtol=RTOL)
 
 

@@ -42,6 +42,7 @@ def normal_guide() -> None:
     plait.sample("loc", dist.Normal(loc, scale))
 
 
+@pytest.mark.slow
 def test_run_resumes_from_a_state_on_a_fresh_svi() -> None:
     first = SVI(normal_model, normal_guide, optax.adam(0.05), Trace_ELBO())
     state = first.run(jax.random.key(0), 50, progress_bar=False).state

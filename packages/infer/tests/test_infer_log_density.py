@@ -19,7 +19,6 @@ from numpyro.infer.util import potential_energy as np_potential_energy
 
 import plait
 import plait.handlers
-from plait import _plugins
 from plait.errors import SiteError
 from plait.infer import log_density, potential_energy
 
@@ -218,7 +217,7 @@ def test_failed_log_prob_names_the_site_and_shows_shapes() -> None:
 
 @pytest.fixture
 def without_enum_plugin() -> Iterator[None]:
-    pm = _plugins.plugin_manager()
+    pm = plait.plugin_manager()
     removed = pm.unregister(name="enum") if pm.has_plugin("enum") else None
     try:
         yield
@@ -258,9 +257,9 @@ class _AnswersFirst:
 
 
 def test_log_density_asks_the_hook_and_plugins_answer_first() -> None:
-    _plugins.register(_AnswersFirst(), name="answers-first")
+    plait.register(_AnswersFirst(), name="answers-first")
     try:
         value, trace = log_density(lambda: None, (), {}, {})
     finally:
-        _plugins.unregister("answers-first")
+        plait.unregister("answers-first")
     assert float(value) == 42.0 and trace == {}

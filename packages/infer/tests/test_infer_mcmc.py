@@ -21,6 +21,8 @@ import plait
 from plait.errors import SiteError
 from plait.infer import MCMC, NUTS, effective_sample_size, initialize_model
 
+pytestmark = pytest.mark.slow  # MCMC runs (deselect with -m "not slow")
+
 Y = jnp.array([1.2, 0.4, 2.1, 1.7, 0.9, 1.3, 1.8, 0.6, 1.1, 1.5])
 COUNTS = jnp.array([3.0, 5.0, 2.0, 4.0, 6.0])
 PRIOR_SD = 2.0

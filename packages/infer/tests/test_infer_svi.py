@@ -18,6 +18,8 @@ from plait.errors import SiteError
 from plait.handlers import seed, trace
 from plait.infer import SVI, AutoDelta, AutoNormal, Trace_ELBO, TraceEnum_ELBO
 
+pytestmark = pytest.mark.slow  # SVI runs (deselect with -m "not slow")
+
 Y = jnp.array([1.2, 0.4, 2.1, 1.7, 0.9, 1.3, 1.8, 0.6, 1.1, 1.5])
 PRIOR_SD = 2.0
 

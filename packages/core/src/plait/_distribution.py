@@ -6,7 +6,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from jax import Array
 
-from plait.errors import SiteError
+from plait.errors import SiteTypeError
 
 __all__ = ["Distribution", "as_distribution"]
 
@@ -59,7 +59,7 @@ def as_distribution(site: str, fn: object) -> Distribution:
     The check is cached per type, so the plugin hook is asked once per foreign object.
 
     Raises:
-        SiteError: ``fn`` is not a distribution and no installed plugin adapts it.
+        SiteTypeError: ``fn`` is not a distribution and no installed plugin adapts it.
 
     Example:
         >>> import numpyro.distributions as dist
@@ -75,7 +75,7 @@ def as_distribution(site: str, fn: object) -> Distribution:
     adapted = adapt_distribution(fn)
     if adapted is None:
         kind = type(fn)
-        raise SiteError(
+        raise SiteTypeError(
             site,
             f"site '{site}' got a {kind.__module__}.{kind.__qualname__}, which is not a "
             f"distribution (it lacks one of {', '.join(_REQUIRED)}) and no installed plait "

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
 
 from plait._message import Message
 from plait._runtime import _STACK
+from plait.errors import HandlerAssertionError, HandlerError
 
 __all__ = ["ControlFlowStep", "Messenger"]
 
@@ -84,7 +85,7 @@ class Messenger(Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R] | None = None) -> None:
         if fn is not None and not callable(fn):
-            raise TypeError(
+            raise HandlerError(
                 f"{type(self).__name__}() wraps a model function, but got "
                 f"{type(fn).__name__} ({fn!r}), which is not callable. "
                 f"Pass the model itself, e.g. {type(self).__name__}(model, ...)."
@@ -110,7 +111,7 @@ class Messenger(Generic[P, R]):
                 self.fn = args[0]
                 functools.update_wrapper(self, args[0], updated=())
                 return self  # type: ignore[return-value]
-            raise TypeError(
+            raise HandlerAssertionError(
                 f"{type(self).__name__}() has no function to call; wrap one with "
                 f"{type(self).__name__}(fn, ...) or use it as a context manager."
             )

@@ -14,7 +14,7 @@ from jax import Array, lax, random
 from plait._message import Message, PlateFrame
 from plait._messenger import ControlFlowStep, Messenger
 from plait._runtime import apply_stack
-from plait.errors import SiteError
+from plait.errors import SiteAssertionError, SiteError
 
 __all__ = ["plate", "plate_batch_shape", "plate_stack"]
 
@@ -98,7 +98,9 @@ class plate(Messenger[..., Any]):
         dim: int | None = None,
     ) -> None:
         if not isinstance(size, int) or size <= 0:
-            raise SiteError(name, f"plate '{name}' needs a positive integer size, got {size!r}.")
+            raise SiteAssertionError(
+                name, f"plate '{name}' needs a positive integer size, got {size!r}."
+            )
         if dim is not None and dim >= 0:
             raise SiteError(
                 name,
@@ -138,7 +140,7 @@ class plate(Messenger[..., Any]):
             while dim in occupied:
                 dim -= 1
         elif dim in occupied:
-            raise SiteError(
+            raise SiteAssertionError(
                 name,
                 f"plate '{name}' asks for dim {dim}, which the enclosing plate "
                 f"'{occupied[dim]}' already uses; give '{name}' another dim or leave dim=None.",
@@ -247,7 +249,7 @@ def plate_stack(prefix: str, sizes: Sequence[int], rightmost_dim: int = -1) -> I
         (2, 3)
     """
     if rightmost_dim >= 0:
-        raise SiteError(
+        raise SiteAssertionError(
             prefix,
             f"plate_stack '{prefix}' got rightmost_dim={rightmost_dim}; it must be negative.",
         )

@@ -1,6 +1,8 @@
 """The plugin manager: lazy entry-point loading, failure isolation, typed hook wrappers.
 
-No other module calls ``pm.hook.*``.
+No other module calls ``pm.hook.*``. The public names are re-exported by :mod:`plait`
+(``register``, ``unregister``, ``plugin_manager``, ``plugins``, ``failed_plugins``) and
+the typed hook callers by :mod:`plait.hooks`.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "adapt_distribution",
     "failed_plugins",
+    "infer_discrete",
     "log_density",
     "plugin_manager",
     "plugins",
+    "register",
+    "unregister",
 ]
 
 ENTRY_POINT_GROUP = "plait"
@@ -83,7 +88,18 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 
 def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, loading the ``plait`` entry points on first use."""
+    """The process-wide :class:`pluggy.PluginManager` of plait (project ``"plait"``).
+
+    Loads the ``plait`` entry points on first use. Use it to inspect what is registered
+    (``plugin_manager().list_name_plugin()``), or to call the hooks a plugin added
+    through ``plait_addhooks``; plait's own hooks have typed callers in
+    :mod:`plait.hooks`.
+
+    Example:
+        >>> import plait
+        >>> plait.plugin_manager().has_plugin("core")
+        True
+    """
     global _manager
     if _manager is None:
         with _lock:
@@ -102,25 +118,75 @@ def reset() -> None:
         _failed.clear()
 
 
-def register(plugin: object, name: str | None = None) -> None:
-    """Register a plugin object by hand (a module or an object with hook functions).
+def register(plugin: object, name: str | None = None) -> str | None:
+    """Register a plugin object by hand, without an entry point (tests, notebooks).
+
+    ``plugin`` is a module, a class or an instance whose functions are marked with
+    :data:`plait.hookimpl`; it answers hooks from now on, exactly as one found through
+    the ``plait`` entry points (which load first).
+
+    Args:
+        plugin: the object holding the hook implementations.
+        name: the name to register it under (default: pluggy's, from the object).
+
+    Returns:
+        The name it was registered under (``None`` if it was blocked).
+
+    Raises:
+        ValueError: ``plugin`` or ``name`` is registered already.
+        pluggy.PluginValidationError: a hook implementation does not match its
+            specification.
 
     Example:
-        >>> from plait import hookimpl, PluginInfo
-        >>> from plait._plugins import register, unregister
+        >>> import plait
         >>> class Mine:
-        ...     @hookimpl
-        ...     def plait_plugin_info(self) -> PluginInfo:
-        ...         return PluginInfo("mine", "0.0", ("nothing",))
-        >>> register(Mine(), name="mine")
-        >>> unregister("mine")
+        ...     @plait.hookimpl
+        ...     def plait_plugin_info(self) -> plait.PluginInfo:
+        ...         return plait.PluginInfo("mine", "0.0", ("nothing",))
+        >>> plait.register(Mine(), name="mine")
+        'mine'
+        >>> "mine" in [info.name for info in plait.plugins()]
+        True
+        >>> _ = plait.unregister("mine")
     """
-    plugin_manager().register(plugin, name=name)
+    registered: str | None = plugin_manager().register(plugin, name=name)
+    return registered
 
 
-def unregister(name: str) -> None:
-    """Unregister the plugin registered as ``name``."""
-    plugin_manager().unregister(name=name)
+def unregister(plugin: object | None = None, name: str | None = None) -> object:
+    """Unregister a plugin, given the object or the name it was registered under (a
+    string ``plugin`` is taken as the name).
+
+    Returns:
+        The plugin object that was unregistered.
+
+    Raises:
+        ValueError: no plugin is registered under that name (or as that object).
+
+    Example:
+        >>> import plait
+        >>> class Mine:
+        ...     pass
+        >>> mine = Mine()
+        >>> plait.register(mine, name="mine")
+        'mine'
+        >>> plait.unregister("mine") is mine
+        True
+    """
+    if isinstance(plugin, str) and name is None:
+        plugin, name = None, plugin
+    pm = plugin_manager()
+    if plugin is None and name is None:
+        raise ValueError("unregister() needs the plugin or its name: unregister('name').")
+    if name is not None and not pm.has_plugin(name):
+        raise ValueError(
+            f"no plait plugin is registered as {name!r}; registered: "
+            f"{sorted(n for n, _ in pm.list_name_plugin())}."
+        )
+    if plugin is not None and not pm.is_registered(plugin):
+        raise ValueError(f"{plugin!r} is not a registered plait plugin.")
+    removed: object = pm.unregister(plugin=plugin, name=name)
+    return removed
 
 
 def plugins() -> list[PluginInfo]:
@@ -151,7 +217,13 @@ def failed_plugins() -> dict[str, str]:
 
 
 def adapt_distribution(fn: object) -> Distribution | None:
-    """What the ``plait_adapt_distribution`` hook makes of ``fn`` (``None``: nothing)."""
+    """What the ``plait_adapt_distribution`` hook makes of ``fn`` (``None``: nothing).
+
+    Example:
+        >>> import plait
+        >>> plait.hooks.adapt_distribution(object()) is None  # no plugin knows it
+        True
+    """
     result: Distribution | None = plugin_manager().hook.plait_adapt_distribution(fn=fn)
     return result
 
@@ -162,8 +234,51 @@ def log_density(
     model_kwargs: Mapping[str, Any],
     params: Mapping[str, Any],
 ) -> tuple[Array, Trace] | None:
-    """What the ``plait_log_density`` hook answers (``None``: no plugin answered)."""
+    """What the ``plait_log_density`` hook answers (``None``: no plugin answered).
+
+    Example:
+        >>> import numpyro.distributions as dist
+        >>> import plait
+        >>> def model():
+        ...     plait.sample("x", dist.Normal(0.0, 1.0), obs=0.0)
+        >>> value, trace = plait.hooks.log_density(model, (), {}, {})  # plait-infer answers
+        >>> round(float(value), 4)
+        -0.9189
+    """
     result: tuple[Array, Trace] | None = plugin_manager().hook.plait_log_density(
         model=model, model_args=model_args, model_kwargs=model_kwargs, params=params
+    )
+    return result
+
+
+def infer_discrete(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    *,
+    temperature: int = 1,
+    rng_key: Array | None = None,
+) -> Trace | None:
+    """What the ``plait_infer_discrete`` hook answers: the trace of a run of ``model`` with
+    its enumerated sites at posterior (``temperature=1``) or MAP (``0``) values;
+    ``None`` when no plugin answers (plait-enum is not installed).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import numpyro.distributions as dist
+        >>> import plait
+        >>> def model(y):
+        ...     z = plait.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+        ...     plait.sample("y", dist.Normal(4.0 * z, 1.0), obs=y)
+        >>> trace = plait.hooks.infer_discrete(model, (4.1,), {}, temperature=0)  # plait-enum
+        >>> int(trace["z"].value)
+        1
+    """
+    result: Trace | None = plugin_manager().hook.plait_infer_discrete(
+        model=model,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        temperature=temperature,
+        rng_key=rng_key,
     )
     return result

@@ -16,7 +16,7 @@ from plait._distribution import Distribution, as_distribution
 from plait._message import InferDict, Message
 from plait._runtime import _STACK, apply_stack
 from plait._unit import Unit
-from plait.errors import SiteError
+from plait.errors import SiteAssertionError, SiteError
 
 __all__ = [
     "deterministic",
@@ -71,7 +71,7 @@ def sample(
         if obs is not None:
             return obs  # type: ignore[no-any-return]
         if rng_key is None:
-            raise SiteError(
+            raise SiteAssertionError(
                 name,
                 f"site '{name}' needs a random key to draw a value: run the model under "
                 "plait.handlers.seed(model, rng_seed=0) or pass rng_key=... to sample().",
@@ -95,25 +95,28 @@ def sample(
 
 
 def _check_observation(msg: Message) -> None:
+    """Raise where NumPyro's log density would: the observation and the site's shape
+    (batch + event, as ``fn.shape()``) do not broadcast at all.
+
+    An observation wider than the site is accepted, as in NumPyro: its log probability
+    broadcasts to the observation's shape and is summed (iid data without a plate).
+    """
     fn = msg.fn
-    sample_shape = tuple(msg.kwargs.get("sample_shape", ()))
-    expected = sample_shape + tuple(fn.batch_shape) + tuple(fn.event_shape)
+    expected = tuple(fn.batch_shape) + tuple(fn.event_shape)
     found = tuple(jnp.shape(msg.value))
     try:
-        ok = lax.broadcast_shapes(found, expected) == expected
+        lax.broadcast_shapes(found, expected)
     except ValueError:
-        ok = False
-    if not ok:
         plates = "".join(
             f" inside plate '{f.name}' (size {f.size}, dim {f.dim})" for f in msg.cond_indep_stack
         )
         raise SiteError(
             msg.name,
             f"site '{msg.name}'{plates} observes a value of shape {found}, which does not "
-            f"broadcast to the site's shape {expected} (sample {sample_shape} + batch "
-            f"{tuple(fn.batch_shape)} + event {tuple(fn.event_shape)}). Reshape the "
-            "observation or fix the distribution's batch shape.",
-        )
+            f"broadcast with the site's shape {expected} (batch {tuple(fn.batch_shape)} + "
+            f"event {tuple(fn.event_shape)}). Reshape the observation or fix the "
+            "distribution's batch shape.",
+        ) from None
 
 
 def _masked_observe(
@@ -191,7 +194,7 @@ def param(
     """
     if not _STACK.get():
         if callable(init_value):
-            raise SiteError(
+            raise SiteAssertionError(
                 name,
                 f"param '{name}' has a callable init_value, which needs a random key: run the "
                 "model under plait.handlers.seed(model, rng_seed=0).",

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from plait.errors import SiteError
+from plait.errors import SiteAssertionError
 
 if TYPE_CHECKING:
     from plait._message import Message
@@ -77,7 +77,7 @@ def default_process_message(msg: Message) -> None:
     if msg.type == "sample":
         key = msg.kwargs.get("rng_key")
         if key is None:
-            raise SiteError(
+            raise SiteAssertionError(
                 msg.name,
                 f"site '{msg.name}' needs a random key to draw a value: run the model under "
                 "plait.handlers.seed(model, rng_seed=0), pass rng_key=... to sample(), "

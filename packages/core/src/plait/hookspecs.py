@@ -29,6 +29,7 @@ __all__ = [
     "hookspec",
     "plait_adapt_distribution",
     "plait_addhooks",
+    "plait_infer_discrete",
     "plait_log_density",
     "plait_plugin_info",
 ]
@@ -107,6 +108,40 @@ def plait_log_density(
     plait-enum answers for models with enumerated sites (summing them out).
 
     Must not: keep state between calls (the result is traced by ``jax.jit``).
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def plait_infer_discrete(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    temperature: int,
+    rng_key: Array | None,
+) -> Trace | None:
+    """Run ``model`` with its marginalised (enumerated) sites set to posterior values.
+
+    Called: by ``plait.infer.Predictive(..., infer_discrete=True)``, once per draw, in
+    Python at trace time, inside the caller's handlers (its ``seed`` gives the keys of
+    the model's other random sites).
+
+    Args:
+        model: the model function (its other sites may be substituted already).
+        model_args: its positional arguments.
+        model_kwargs: its keyword arguments.
+        temperature: ``1`` to draw the sites from their exact posterior given the
+            observations, ``0`` for their joint MAP.
+        rng_key: the key of the posterior draw (``temperature=1``); ``None`` takes one
+            from the enclosing ``seed``.
+
+    Returns: the trace of one run of ``model`` in which the sites the plugin sums out
+    carry the drawn (or MAP) values, or ``None`` to let another implementation answer.
+    The first non-``None`` result wins; plait-enum answers with
+    :func:`plait.enum.infer_discrete`.
+
+    Must not: keep state between calls (the caller may trace it under ``jax.vmap`` or
+    ``jax.jit``).
     """
     raise NotImplementedError
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from plait import Messenger, Trace, isolated_stack
+from plait.control_flow._errors import ControlFlowTypeError
 from plait.control_flow._step import ScanContext, ScanStep, active_context, mark_sites
 from plait.errors import PlaitError
 from plait.handlers import seed, trace
@@ -120,7 +121,7 @@ def run_step(
     finally:
         active_context().reset(context_token)
     if not (isinstance(out, tuple | list) and len(out) == 2):
-        raise PlaitError(
+        raise ControlFlowTypeError(
             f"scan '{context.name}': the body must return a pair (new_carry, y), got "
             f"{type(out).__name__}. Return `carry, y` (y may be None)."
         )
@@ -134,7 +135,7 @@ def check_carry(name: str, carry_in: Any, carry_out: Any) -> None:
     in_def: Any = in_def_
     out_leaves, out_def = jax.tree_util.tree_flatten(carry_out)
     if not bool(in_def == jax.tree_util.tree_structure(carry_out)):
-        raise PlaitError(
+        raise ControlFlowTypeError(
             f"scan '{name}': the body returns a carry with structure {out_def}, but the carry "
             f"going in has structure {jax.tree_util.tree_structure(carry_in)}. Return a "
             "carry of the same structure as init."
@@ -150,7 +151,7 @@ def check_carry(name: str, carry_in: Any, carry_out: Any) -> None:
                     " If the scan runs inside a plate, give init the plate's shape "
                     f"(e.g. jnp.broadcast_to(init, {b_shape}))."
                 )
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"scan '{name}': the body changes the {where} from "
                 f"{a_type.name}{list(a_shape)} to {b_type.name}{list(b_shape)}; a carry must "
                 f"keep its shape and dtype from step to step.{hint}"

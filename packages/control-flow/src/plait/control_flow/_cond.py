@@ -11,9 +11,9 @@ import jax.numpy as jnp
 
 from plait import Message, apply_stack, current_stack, isolated_stack
 from plait.control_flow._cond_call import CondCall, CondHandler, CondResult
+from plait.control_flow._errors import ControlFlowError, ControlFlowTypeError
 from plait.control_flow._sites import PRIMITIVE
 from plait.control_flow._step import active_context
-from plait.errors import PlaitError
 
 __all__ = ["cond", "switch"]
 
@@ -44,16 +44,16 @@ def _switch(
     index: Any, branches: Sequence[Callable[..., Any]], operands: tuple[Any, ...], name: str
 ) -> Any:
     if not branches:
-        raise PlaitError(f"{name}: needs at least one branch.")
+        raise ControlFlowError(f"{name}: needs at least one branch.")
     for j, branch in enumerate(branches):
         if not callable(branch):
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"{name}: branch {j} is a {type(branch).__name__}, not a function; pass "
                 "functions that take the operands."
             )
     index = jnp.asarray(index)
     if not (jnp.issubdtype(index.dtype, jnp.integer) or jnp.issubdtype(index.dtype, jnp.bool_)):
-        raise PlaitError(
+        raise ControlFlowTypeError(
             f"{name}: the branch index must be an integer (or bool) array, got dtype {index.dtype}."
         )
     call = CondCall(index, tuple(branches), operands, name=name)
@@ -65,7 +65,7 @@ def _switch(
     apply_stack(msg)
     value = msg.value
     if not isinstance(value, CondResult):
-        raise PlaitError(
+        raise ControlFlowTypeError(
             f"{name}: a handler set the value of the control_flow message to a "
             f"{type(value).__name__}; it must be a plait.control_flow.plugin_api.CondResult."
         )
@@ -114,7 +114,8 @@ def cond(pred: Any, true_fun: Callable[[Any], R], false_fun: Callable[[Any], R],
         The chosen branch's output (per element for a batched ``pred``).
 
     Raises:
-        PlaitError: the branches return different structures or dtypes.
+        ControlFlowTypeError: the branches return different structures or dtypes (a
+            ``TypeError``, as from ``lax.cond``).
         SiteError: a site of the branches cannot be combined (see above).
 
     Example:

@@ -14,7 +14,9 @@ The top-level constants of a :class:`~jax.extend.core.ClosedJaxpr` are not in th
 from __future__ import annotations
 
 import enum
+import threading
 import types
+from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
@@ -95,10 +97,8 @@ def _value_key(value: Any) -> Hashable:
         if isinstance(value, float | complex):
             return (type(value), repr(value))  # distinguishes -0.0, nan payloads aside
         return (type(value), value)
-    if isinstance(value, Jaxpr):
-        return _jaxpr_key(value)
-    if isinstance(value, ClosedJaxpr):
-        return ("closed", _jaxpr_key(value.jaxpr), tuple(_array_key(c) for c in value.consts))
+    if isinstance(value, Jaxpr | ClosedJaxpr):
+        return _inner_key(value)
     if isinstance(value, tuple | list):
         return (type(value).__name__, tuple(_value_key(v) for v in value))
     if isinstance(value, dict):
@@ -130,6 +130,38 @@ def _value_key(value: Any) -> Hashable:
     # A hashable value object (a sharding, a named tuple of options, a dtype-like): equal
     # by its own equality, and of the same type.
     return ("value", _Ident(type(value)), value)
+
+
+_INNER_KEYS: OrderedDict[int, tuple[Jaxpr | ClosedJaxpr, Hashable]] = OrderedDict()
+"""Keys of inner jaxprs by identity. JAX reuses the same (immutable) jaxpr object for a
+function it has traced before with the same abstract values (most of ``jax.numpy`` and of
+``numpyro.distributions`` are ``jit``-ed helpers), so each is keyed once; the entry holds
+the object, so its id cannot be reused while the key is remembered."""
+_MAX_INNER_KEYS = 4096
+
+
+_INNER_LOCK = threading.Lock()
+
+
+def _inner_key(jaxpr: Jaxpr | ClosedJaxpr) -> Hashable:
+    with _INNER_LOCK:
+        found = _INNER_KEYS.get(id(jaxpr))
+        if found is not None and found[0] is jaxpr:
+            _INNER_KEYS.move_to_end(id(jaxpr))
+            return found[1]
+    if isinstance(jaxpr, ClosedJaxpr):
+        key: Hashable = (
+            "closed",
+            _jaxpr_key(jaxpr.jaxpr),
+            tuple(_array_key(c) for c in jaxpr.consts),
+        )
+    else:
+        key = _jaxpr_key(jaxpr)
+    with _INNER_LOCK:
+        _INNER_KEYS[id(jaxpr)] = (jaxpr, key)
+        while len(_INNER_KEYS) > _MAX_INNER_KEYS:
+            _INNER_KEYS.popitem(last=False)
+    return key
 
 
 def _jaxpr_key(jaxpr: Jaxpr) -> Hashable:

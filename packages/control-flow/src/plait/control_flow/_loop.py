@@ -20,9 +20,9 @@ from jax.extend.core import ClosedJaxpr, Literal, jaxpr_as_fun
 from plait import Messenger, PlateFrame
 from plait.control_flow._body import check_carry, run_step
 from plait.control_flow._cache import run_cached
+from plait.control_flow._errors import ControlFlowTypeError
 from plait.control_flow._sites import SitePayload, SiteSkeleton, split_trace
 from plait.control_flow._step import ScanContext
-from plait.errors import PlaitError
 
 __all__ = ["LoopResult", "LoopSpec", "run_loop"]
 
@@ -91,7 +91,7 @@ def _step_function(
         else:
             out = f(carry, x)
             if not (isinstance(out, tuple | list) and len(out) == 2):
-                raise PlaitError(
+                raise ControlFlowTypeError(
                     f"scan '{spec.name}': the body must return a pair (new_carry, y), got "
                     f"{type(out).__name__}. Return `carry, y` (y may be None)."
                 )

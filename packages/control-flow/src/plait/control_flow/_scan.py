@@ -11,10 +11,14 @@ import jax.numpy as jnp
 
 from plait import Message, Messenger, apply_stack, current_stack, isolated_stack
 from plait.control_flow._call import ScanCall, ScanHandler, ScanResult
+from plait.control_flow._errors import (
+    ControlFlowError,
+    ControlFlowIndexError,
+    ControlFlowTypeError,
+)
 from plait.control_flow._loop import LoopSpec, run_loop
 from plait.control_flow._sites import PRIMITIVE
 from plait.control_flow._step import active_context
-from plait.errors import PlaitError
 
 __all__ = ["scan"]
 
@@ -28,34 +32,34 @@ def _name(f: Callable[..., Any]) -> str:
 
 def _check_inputs(name: str, xs: Any, length: int | None) -> tuple[Any, int]:
     if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
-        raise PlaitError(f"scan '{name}': length must be a Python int, got {length!r}.")
+        raise ControlFlowTypeError(f"scan '{name}': length must be a Python int, got {length!r}.")
     if length is not None and length < 0:
-        raise PlaitError(f"scan '{name}': length must be >= 0, got {length}.")
+        raise ControlFlowError(f"scan '{name}': length must be >= 0, got {length}.")
     xs = jax.tree_util.tree_map(jnp.asarray, xs)
     leaves = jax.tree_util.tree_leaves_with_path(xs)
     for path, leaf in leaves:
         if jnp.ndim(leaf) == 0:
-            raise PlaitError(
+            raise ControlFlowIndexError(
                 f"scan '{name}': xs{jax.tree_util.keystr(path)} is a scalar; every leaf of xs "
                 "needs a leading dim to scan over."
             )
     sizes = {jax.tree_util.keystr(path): int(jnp.shape(leaf)[0]) for path, leaf in leaves}
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"xs{p}: {s}" for p, s in sizes.items())
-        raise PlaitError(
+        raise ControlFlowError(
             f"scan '{name}': the leaves of xs have different leading sizes ({listed}); they "
             "must all have the scan's length along dim 0."
         )
     if sizes:
         size = next(iter(sizes.values()))
         if length is not None and length != size:
-            raise PlaitError(
+            raise ControlFlowError(
                 f"scan '{name}': length={length} but xs has leading size {size}; drop "
                 "length or make them agree."
             )
         return xs, size
     if length is None:
-        raise PlaitError(
+        raise ControlFlowIndexError(
             f"scan '{name}': xs has no arrays, so the number of steps is unknown; pass length=... ."
         )
     return xs, length
@@ -134,8 +138,10 @@ def scan(
         ``(final_carry, ys)``, ``ys`` stacking the outputs along a leading time axis.
 
     Raises:
-        PlaitError: ``xs`` leaves disagree on their length, ``length`` disagrees with
-            ``xs``, or the body changes the carry's structure, shape or dtype.
+        ControlFlowError: ``xs`` leaves disagree on their length or ``length`` disagrees
+            with ``xs`` (a ``ValueError``); the body changes the carry's structure, shape
+            or dtype (``ControlFlowTypeError``, a ``TypeError``); the number of steps is
+            unknown (``ControlFlowIndexError``). All are :class:`plait.PlaitError`.
         SiteError: a value given to a body site does not fit the loop (longer than the
             loop, or with the wrong number of dims).
 
@@ -168,7 +174,7 @@ def scan(
     """
     name = _name(f)
     if isinstance(history, bool) or not isinstance(history, int) or history < 0:
-        raise PlaitError(f"scan '{name}': history must be an int >= 0, got {history!r}.")
+        raise ControlFlowError(f"scan '{name}': history must be an int >= 0, got {history!r}.")
     xs, length = _check_inputs(name, xs, length)
     reverse = bool(reverse)
     if not current_stack():
@@ -182,7 +188,7 @@ def scan(
     apply_stack(msg)
     value = msg.value
     if not isinstance(value, ScanResult):
-        raise PlaitError(
+        raise ControlFlowTypeError(
             f"scan '{name}': a handler set the value of the scan's control_flow message to "
             f"a {type(value).__name__}; it must be a plait.control_flow.plugin_api.ScanResult."
         )

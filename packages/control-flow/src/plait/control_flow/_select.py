@@ -23,7 +23,8 @@ import numpy as np
 from jax import Array
 
 from plait import InferDict, Message, Stash, Trace
-from plait.errors import PlaitError, SiteError
+from plait.control_flow._errors import ControlFlowTypeError
+from plait.errors import SiteError
 
 __all__ = ["BranchDistribution", "combine_branches", "select", "select_tree"]
 
@@ -48,7 +49,7 @@ def select_tree(index: Array, trees: Sequence[Any], what: str) -> Any:
     structure: Any = jax.tree_util.tree_structure(trees[0])
     for j, tree in enumerate(trees[1:], start=1):
         if not bool(jax.tree_util.tree_structure(tree) == structure):
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"{what}: branch {j} returns {jax.tree_util.tree_structure(tree)}, but branch 0 "
                 f"returns {structure}; every branch must return the same structure."
             )
@@ -57,7 +58,7 @@ def select_tree(index: Array, trees: Sequence[Any], what: str) -> Any:
     for k, options in enumerate(zip(*leaves, strict=True)):
         dtypes = {jnp.result_type(o) for o in options}
         if len(dtypes) > 1:
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"{what}: output leaf {k} has dtypes {sorted(str(d) for d in dtypes)} across the "
                 "branches; every branch must return the same dtypes."
             )
@@ -65,7 +66,7 @@ def select_tree(index: Array, trees: Sequence[Any], what: str) -> Any:
             picked.append(select(index, options))
         except (ValueError, TypeError) as error:
             shapes = [jnp.shape(o) for o in options]
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"{what}: output leaf {k} has shapes {shapes} across the branches, which do not "
                 f"broadcast with the branch index of shape {jnp.shape(index)}: {error}"
             ) from error

@@ -35,6 +35,7 @@ from plait import (
 )
 from plait.control_flow._accumulate import Program, accumulate
 from plait.control_flow._body import check_carry
+from plait.control_flow._errors import ControlFlowTypeError
 from plait.control_flow._loop import _strong
 from plait.control_flow._scan import scan
 from plait.control_flow._sites import ACCUMULATED, PRIMITIVE, LoopSite
@@ -215,7 +216,7 @@ def _loop(
         with isolated_stack(), _no_sites(label):
             out = cond_fun(i, carry)
         if jnp.shape(out) != () or not jnp.issubdtype(jnp.result_type(out), jnp.bool_):
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"{label}: cond_fun must return a bool scalar, got {jnp.result_type(out)}"
                 f"{list(jnp.shape(out))}."
             )

@@ -33,8 +33,8 @@ def _log(x: Array) -> Array:
 
 
 def shared_backward(
-    transition: Float[Array, "*batch state state"],
-    emission: Float[Array, "*batch time state"],
+    transition: Float[Array, "*#batch state state"],
+    emission: Float[Array, "*#batch time state"],
 ) -> Float[Array, "*batch state"]:
     """``log β_0``: the chain summed over ``x_1..x_T`` given the first state ``x_0``.
 

@@ -25,7 +25,7 @@ from jax import Array
 from plait.enum._contract import Contraction, Plate, backward, contract
 from plait.enum._factors import Factor, align, select, total
 from plait.enum._record import ScanRecord
-from plait.errors import PlaitError
+from plait.errors import PlaitError, SiteError
 from plait.kernels import (
     FactoredSteps,
     auto_strategy,
@@ -186,18 +186,20 @@ def chain_factors(
         and a != time
     ]
     if unknown:
-        raise PlaitError(
+        raise SiteError(
+            None,
             f"scan '{record.name}': the step's log-densities vary along {unknown}, which are "
             "neither plates nor enumerated variables of this step, its previous steps or "
-            "the model outside."
+            "the model outside.",
         )
     ordinals = {record.variables[v] for v in markov}
     if len(ordinals) > 1:
         listed = {v: sorted(record.variables[v]) for v in markov}
-        raise PlaitError(
+        raise SiteError(
+            None,
             f"scan '{record.name}': the enumerated variables carried from step to step "
             f"({listed}) are in different plates; plait-enum contracts one chain per plate "
-            "element, so they must share their plates."
+            "element, so they must share their plates.",
         )
     kept = next(iter(ordinals), frozenset())
     contracted = {p: pl for p, pl in record.plates.items() if p not in kept}

@@ -10,6 +10,7 @@ the index's distribution, in log space.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,14 @@ from plait import Message, Messenger
 from plait.control_flow.plugin_api import CondCall, CondResult
 from plait.enum._dims import DimState
 from plait.enum._keys import DIM_NAMES, ENUM_DIM
-from plait.enum._scan_body import config_form, detect_form
-from plait.enum._site_enum import check_plate_dims, enumerate_site, wants_enumeration
+from plait.enum._site_enum import (
+    check_plate_dims,
+    enumerate_config,
+    enumerate_site,
+    wants_enumeration,
+)
 from plait.errors import SiteError
+from plait.handlers import infer_config
 
 __all__ = ["enum_branch", "run_enumerated_cond"]
 
@@ -66,6 +72,22 @@ class enum_branch(Messenger[..., Any]):
         msg.stash[DIM_NAMES] = self.state.visible()
 
 
+def _config_form() -> Messenger[Any, Any]:
+    """``config_enumerate`` inside the branches (every discrete latent site is summed out,
+    as in an enumerated scan's body)."""
+    return infer_config(config_fn=functools.partial(enumerate_config, "parallel"))
+
+
+class _detect(Messenger[..., Any]):
+    def __init__(self, found: list[str]) -> None:
+        self.found = found
+        super().__init__()
+
+    def process_sample(self, msg: Message) -> None:
+        if wants_enumeration(msg) and msg.name is not None:
+            self.found.append(msg.name)
+
+
 def _enumerates(call: CondCall) -> bool:
     """Whether a branch has a site to enumerate (each traced abstractly, not run)."""
     found: list[str] = []
@@ -76,7 +98,7 @@ def _enumerates(call: CondCall) -> bool:
         def run(*args: Any, j: int = j) -> Any:
             operands = jax.tree_util.tree_unflatten(structure, list(args))
             return call.run_branch(
-                j, outer=[detect_form(found), config_form()], operands=operands
+                j, outer=[_detect(found), _config_form()], operands=operands
             ).output
 
         try:
@@ -103,7 +125,7 @@ def run_enumerated_cond(
         return proceed(call)
     dims: dict[str, int] = {}
     results = [
-        call.run_branch(j, outer=[enum_branch(state, dims, prefix), config_form()])
+        call.run_branch(j, outer=[enum_branch(state, dims, prefix), _config_form()])
         for j in range(len(call.branches))
     ]
     combined = call.combine(results)

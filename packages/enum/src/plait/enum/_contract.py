@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from plait.enum._factors import Factor, align, einsum, select, total
-from plait.errors import PlaitError
+from plait.errors import SiteError
 
 __all__ = ["Contraction", "Elimination", "backward", "contract"]
 
@@ -79,7 +79,7 @@ def contract(
         The factors over the kept variables (and batch axes), and the recorded steps.
 
     Raises:
-        PlaitError: the graph couples variables of different plates inside a plate
+        SiteError: the graph couples variables of different plates inside a plate
             (not tractable by plate-wise elimination).
     """
     pool = [f for f in factors]
@@ -107,12 +107,13 @@ def contract(
             parent = needed(result)
             if not parent <= leaf or (parent == leaf and any(a in summed for a in result.axes)):
                 names_here = sorted(a for a in result.axes if a in variables)
-                raise PlaitError(
+                raise SiteError(
+                    None,
                     f"the enumerated variables {names_here} (plates "
                     f"{ {a: sorted(variables[a]) for a in names_here} }) meet in a factor "
                     f"inside plates {sorted(leaf)}; plate-wise elimination cannot sum them "
                     "out. Move the sites so that a variable inside a plate depends only on "
-                    "variables of enclosing plates."
+                    "variables of enclosing plates.",
                 )
             if parent == leaf:
                 done.append(result)

@@ -109,8 +109,9 @@ def markov(
         >>> enum(config_enumerate(chain))()
         [(2,), (2, 1), (2,), (2, 1)]
     """
-    if history < 0 or not isinstance(history, int):
-        raise HandlerError(f"markov(history={history!r}): history must be an int >= 0.")
+    if isinstance(history, bool) or not isinstance(history, int):
+        raise HandlerError(f"markov(history={history!r}): history must be an int.")
+    history = max(history, 0)  # NumPyro reads a negative history as 0 (no memory)
     if fn is not None and not callable(fn):
         if not isinstance(fn, Iterable):
             raise HandlerError(

@@ -2,12 +2,13 @@
 
 ``plait_log_density`` runs the model once under ``enum``: enumerated sites are summed out,
 and a run that enumerated nothing is summed plainly (so the model never runs twice).
+``plait_infer_discrete`` answers with :func:`plait.enum.infer_discrete`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from plait import PluginInfo, hookimpl
 
@@ -35,3 +36,19 @@ def plait_log_density(
     from plait.enum._log_density import maybe_log_density
 
     return maybe_log_density(model, model_args, model_kwargs, params)
+
+
+@hookimpl
+def plait_infer_discrete(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    temperature: int,
+    rng_key: Array | None,
+) -> Trace:
+    from plait.enum import infer_discrete
+    from plait.handlers import trace
+
+    # infer_discrete itself rejects a temperature other than 0 or 1.
+    drawn = infer_discrete(model, temperature=cast(Literal[0, 1], temperature), rng_key=rng_key)
+    return trace(drawn).get_trace(*model_args, **model_kwargs)

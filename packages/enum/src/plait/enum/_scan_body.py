@@ -13,6 +13,7 @@ from typing import Any
 
 from plait import Message, Messenger
 from plait.control_flow.plugin_api import PRIMITIVE, CondCall, CondResult
+from plait.enum._cond import run_enumerated_cond
 from plait.enum._dims import DimState
 from plait.enum._keys import DIM_NAMES
 from plait.enum._site_enum import (
@@ -60,8 +61,6 @@ class enum_body(Messenger[..., Any]):
         )
 
     def run_cond(self, call: CondCall, proceed: Callable[[CondCall], CondResult]) -> CondResult:
-        from plait.enum._cond import run_enumerated_cond
-
         return run_enumerated_cond(call, self.state, proceed, self.prefix)
 
 

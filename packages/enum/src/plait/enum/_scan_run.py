@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax, random
 
 from plait import Message, Messenger
+from plait.control_flow import ControlFlowTypeError
 from plait.control_flow.plugin_api import ScanCall, ScanResult, StepResult
 from plait.enum._deps import dependencies
 from plait.enum._dims import DimState, Frame
@@ -35,7 +36,7 @@ from plait.enum._scan_steps import (
     step_aval,
     trace_pass,
 )
-from plait.errors import PlaitError, SiteError
+from plait.errors import SiteError
 from plait.handlers import scope
 
 __all__ = ["enumerates", "run_enumerated_scan"]
@@ -100,6 +101,7 @@ class _EnumeratedScan:
         self.unrolled_frames: list[Frame] = []
         self.variable_dims: set[int] = set()
         self.iter_frames: tuple[Frame, ...] = ()
+        self.main_dims: dict[int, str] = {}
 
     # -- helpers -----------------------------------------------------------------------
     def push_frame(self) -> None:
@@ -135,8 +137,46 @@ class _EnumeratedScan:
                 self.variable_dims.update(self.state.pop().dims)
         if record.reverse and ys is not None:
             ys = jax.tree_util.tree_map(lambda a: a[::-1], ys)
+        if record.steps:
+            final = self.markov_layout(final)
         self.retire(final)
         return ScanResult(final, ys, sites)
+
+    def markov_layout(self, final: Any) -> Any:
+        """The final carry with its enumerated values on the dims the equivalent ``markov``
+        loop gives them (as NumPyro's scan does): the variables of step ``s`` on the dims
+        of frame ``s mod (h + 1)`` of that loop (its allocation repeats with that period).
+
+        The vectorised steps lay the last step's variables out otherwise (rightmost dims
+        for the step itself), so each leaf's variable dims are moved there."""
+        record, state = self.record, self.state
+        h, length = record.history, record.length
+        first = self.unrolled_frames[0].dims if self.unrolled_frames else {}
+        prefix = "_PREV_" * record.unrolled
+        bases = [name[len(prefix) :] for name in first.values()]
+        if not bases:
+            return final
+        period: list[list[int]] = []
+        try:  # the markov loop's frames, allocated as the loop would (then released)
+            for s in range(h + 1):
+                state.push(state.new_frame(h, False, self.iter_frames))
+                period.append([state.allocate(f"_layout{s}_{k}") for k in range(len(bases))])
+        finally:
+            for _ in period:
+                state.pop()
+        for dims in period:
+            self.variable_dims.update(dims)
+        target: dict[int, int] = {}  # dim in the vectorised layout -> dim in the markov loop
+        for dim, name in self.main_dims.items():
+            lag = 0
+            while name.startswith("_PREV_"):
+                name, lag = name[len("_PREV_") :], lag + 1
+            if name in bases and lag <= h:
+                target[dim] = period[(length - 1 - lag) % (h + 1)][bases.index(name)]
+        plates = -state.first_available_dim - 1  # the dims right of enumeration's
+        leaves, treedef = jax.tree_util.tree_flatten(final)
+        moved = [_move_dims(leaf, target, min(plates, jnp.ndim(leaf))) for leaf in leaves]
+        return jax.tree_util.tree_unflatten(treedef, moved)
 
     def unroll(self, sites: dict[str, Message]) -> tuple[Any, list[Any], list[Any]]:
         """Run the first steps one by one; their sites (``_PREV_`` names) go to ``sites``."""
@@ -231,7 +271,8 @@ class _EnumeratedScan:
                     carry_def, [_aval_of(a) for a in traced.closed.out_avals]
                 )
         main = passes[0]
-        main_dims = set(state.visible())
+        self.main_dims = dict(state.visible())
+        main_dims = set(self.main_dims)
 
         # Which carry parts need a sequential pass (they remember more than n_pass - 1
         # steps back).
@@ -265,7 +306,7 @@ class _EnumeratedScan:
         if seq:
             first = jax.tree_util.tree_leaves(carries_in[start] if h > 0 else carry_u)
             if len(first) != n_c:
-                raise PlaitError(
+                raise ControlFlowTypeError(
                     f"scan '{record.name}': the carry changes structure between steps, which "
                     "enumeration supports only for a carry without a step counter."
                 )
@@ -294,6 +335,23 @@ class _EnumeratedScan:
         return finish(
             record, main.trace, main.skeletons, carry_out, ys, lps, supports, payloads, seq_final
         )
+
+
+def _move_dims(leaf: Any, target: dict[int, int], rank: int) -> Any:
+    """``leaf`` with each of its dims in ``target`` (size > 1) moved to the target dim; other
+    dims keep their places; leading size-1 dims beyond what is needed (and beyond ``rank``,
+    the plate dims the leaf has) are dropped."""
+    shape = jnp.shape(leaf)
+    src = [k - len(shape) for k, n in enumerate(shape) if n != 1 and k - len(shape) in target]
+    if not src:
+        return leaf
+    dst = [target[d] for d in src]
+    others = [k - len(shape) for k, n in enumerate(shape) if n != 1 and k - len(shape) not in src]
+    needed = max([rank, *(-d for d in dst), *(-d for d in others)])
+    ndim = max(len(shape), needed)
+    value = jnp.reshape(leaf, (1,) * (ndim - len(shape)) + shape)
+    value = jnp.moveaxis(value, src, dst)
+    return jnp.reshape(value, value.shape[ndim - needed :])
 
 
 def _aval_of(a: Any) -> jax.ShapeDtypeStruct:

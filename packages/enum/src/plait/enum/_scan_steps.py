@@ -20,11 +20,11 @@ from jax import Array, lax
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 
 from plait import Trace
+from plait.control_flow import ControlFlowTypeError
 from plait.control_flow.plugin_api import SiteSkeleton, StepResult, split_trace
 from plait.enum._deps import depends_on
 from plait.enum._keys import ENUM_DIM
 from plait.enum._sites import plates_of, promote_fn, site_log_factor
-from plait.errors import PlaitError
 
 __all__ = [
     "StepPlan",
@@ -83,7 +83,7 @@ def trace_pass(
         result = run_body(carry, x, index, key, prefix)
         new = result.carry
         if str(jax.tree_util.tree_structure(new)) != str(carry_def):
-            raise PlaitError(
+            raise ControlFlowTypeError(
                 f"scan '{scan_name}': the body returns a carry with structure "
                 f"{jax.tree_util.tree_structure(new)}, but the carry going in has structure "
                 f"{carry_def}. Return a carry of the same structure as init."

@@ -13,12 +13,18 @@ from plait.enum._keys import ENUM_DIM
 from plait.errors import SiteError
 
 __all__ = [
+    "MonteCarloEnumerationError",
     "check_plate_dims",
     "check_retired",
     "enumerate_config",
     "enumerate_site",
     "wants_enumeration",
 ]
+
+
+class MonteCarloEnumerationError(SiteError, NotImplementedError):
+    """A site asks for Monte Carlo enumeration (``num_samples``), which plait-enum does not
+    do (NumPyro raises ``NotImplementedError`` too)."""
 
 
 def wants_enumeration(msg: Message) -> bool:
@@ -52,7 +58,7 @@ def enumerate_site(msg: Message, state: DimState) -> None:
     name = msg.name or "?"
     fn = msg.fn
     if msg.infer.get("num_samples") is not None:
-        raise SiteError(
+        raise MonteCarloEnumerationError(
             name,
             f"site '{name}' asks for num_samples={msg.infer.get('num_samples')}; Monte "
             "Carlo enumeration is not supported. Drop 'num_samples' to enumerate exactly.",

@@ -24,11 +24,14 @@ from plait.handlers._replay import replay as replay
 from plait.handlers._scale import scale as scale
 from plait.handlers._scope import scope as scope
 from plait.handlers._seed import seed as seed
+from plait.handlers._shard import AxisName as AxisName
+from plait.handlers._shard import shard as shard
 from plait.handlers._substitute import substitute as substitute
 from plait.handlers._trace import trace as trace
 from plait.handlers._uncondition import uncondition as uncondition
 
 __all__ = [
+    "AxisName",
     "LocScaleReparam",
     "Reparam",
     "block",
@@ -42,6 +45,7 @@ __all__ = [
     "scale",
     "scope",
     "seed",
+    "shard",
     "substitute",
     "trace",
     "uncondition",

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from plait import Message, Messenger
-from plait.errors import HandlerError
+from plait.errors import HandlerTypeError
 
 __all__ = ["infer_config"]
 
@@ -15,7 +15,8 @@ R = TypeVar("R")
 
 
 class infer_config(Messenger[P, R]):
-    """Update each sample site's ``infer`` options with ``config_fn(msg)``.
+    """Update each sample site's ``infer`` options with ``config_fn(msg)`` (no effect
+    without ``config_fn``, as in NumPyro).
 
     Example:
         >>> import numpyro.distributions as dist
@@ -45,10 +46,14 @@ class infer_config(Messenger[P, R]):
         fn: Callable[P, R] | None = None,
         config_fn: Callable[[Message], Mapping[str, Any]] | None = None,
     ) -> None:
-        if config_fn is None or not callable(config_fn):
-            raise HandlerError("infer_config() needs config_fn, a function msg -> dict.")
+        if config_fn is not None and not callable(config_fn):
+            raise HandlerTypeError(
+                f"infer_config() needs config_fn, a function msg -> dict, got "
+                f"{type(config_fn).__name__}."
+            )
         self.config_fn = config_fn
         super().__init__(fn)
 
     def process_sample(self, msg: Message) -> None:
-        msg.infer.update(self.config_fn(msg))  # type: ignore[typeddict-item]
+        if self.config_fn is not None:
+            msg.infer.update(self.config_fn(msg))  # type: ignore[typeddict-item]

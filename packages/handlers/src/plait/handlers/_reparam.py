@@ -8,7 +8,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 import jax.numpy as jnp
 
 from plait import ControlFlowStep, Distribution, Message, Messenger, param, sample
-from plait.errors import HandlerError, SiteError
+from plait.errors import HandlerAssertionError, SiteAssertionError, SiteError
 
 __all__ = ["LocScaleReparam", "Reparam", "reparam"]
 
@@ -60,7 +60,7 @@ class reparam(Messenger[P, R]):
         config: Mapping[str, Reparam] | Callable[[Message], Reparam | None] | None = None,
     ) -> None:
         if not (isinstance(config, Mapping) or callable(config)):
-            raise HandlerError(
+            raise HandlerAssertionError(
                 "reparam() needs config: a dict name -> Reparam, or a function "
                 "msg -> Reparam | None."
             )
@@ -117,17 +117,17 @@ class LocScaleReparam:
 
     def __init__(self, centered: Any = None, shape_params: tuple[str, ...] = ()) -> None:
         if centered is not None and not isinstance(centered, jnp.ndarray | float | int):
-            raise HandlerError(
+            raise HandlerAssertionError(
                 f"LocScaleReparam: centered must be a number in [0, 1] or None, got {centered!r}."
             )
         if isinstance(centered, float | int) and not 0 <= centered <= 1:
-            raise HandlerError(f"LocScaleReparam: centered={centered} is not in [0, 1].")
+            raise HandlerAssertionError(f"LocScaleReparam: centered={centered} is not in [0, 1].")
         self.centered = centered
         self.shape_params = tuple(shape_params)
 
     def __call__(self, name: str, fn: Any, obs: Any) -> tuple[Any, Any]:
         if obs is not None:
-            raise SiteError(
+            raise SiteAssertionError(
                 name,
                 f"LocScaleReparam at site '{name}': the site is observed; "
                 "reparameterize latent sites only.",

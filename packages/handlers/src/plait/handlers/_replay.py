@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from plait import ControlFlowStep, InferDict, Message, Messenger, Trace
-from plait.errors import SiteError
+from plait.errors import HandlerAssertionError, SiteRuntimeError
 
 __all__ = ["replay"]
 
@@ -36,7 +36,9 @@ class replay(Messenger[P, R]):
     def __init__(self, fn: Callable[P, R], trace: Trace) -> None: ...
     def __init__(self, fn: Callable[P, R] | None = None, trace: Trace | None = None) -> None:
         if trace is None:
-            raise TypeError("replay() needs the trace to replay: replay(model, trace=tr).")
+            raise HandlerAssertionError(
+                "replay() needs the trace to replay: replay(model, trace=tr)."
+            )
         self.trace = trace
         super().__init__(fn)
 
@@ -45,7 +47,7 @@ class replay(Messenger[P, R]):
             return None
         recorded = self.trace[name]
         if recorded.type != "sample" or recorded.is_observed:
-            raise SiteError(
+            raise SiteRuntimeError(
                 name,
                 f"replay: site '{name}' is a latent sample site in the model but is "
                 f"{'observed' if recorded.is_observed else 'a ' + recorded.type} in the "
@@ -65,7 +67,7 @@ class replay(Messenger[P, R]):
             return
         recorded = self.trace[name]
         if recorded.type != "plate":
-            raise SiteError(
+            raise SiteRuntimeError(
                 name,
                 f"replay: site '{name}' is a plate in the model but a "
                 f"{recorded.type} site in the replayed trace.",

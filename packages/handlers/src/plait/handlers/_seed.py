@@ -12,7 +12,7 @@ import numpy as np
 from jax import Array, random
 
 from plait import Message, Messenger
-from plait.errors import HandlerError
+from plait.errors import HandlerTypeError
 
 __all__ = ["seed"]
 
@@ -47,7 +47,7 @@ def _as_key(rng_seed: int | Array | None) -> Array | None:
         and (rng_seed.dtype == jnp.uint32)
     ):
         return jnp.asarray(rng_seed)
-    raise HandlerError(
+    raise HandlerTypeError(
         f"seed() needs an int, a scalar integer array or a jax.random key as rng_seed, "
         f"got {type(rng_seed).__name__} {getattr(rng_seed, 'shape', '')}."
     )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from plait import ControlFlowStep, Message, Messenger
-from plait.errors import HandlerError
+from plait.errors import HandlerError, HandlerTypeError
 
 __all__ = ["substitute"]
 
@@ -21,7 +21,7 @@ def _one_source(kind: str, data: object, fn: object) -> None:
     if (data is None) == (fn is None):
         raise HandlerError(f"{kind}() takes exactly one of data=... or {kind}_fn=....")
     if fn is not None and not callable(fn):
-        raise HandlerError(f"{kind}_fn must be callable, got {type(fn).__name__}.")
+        raise HandlerTypeError(f"{kind}_fn must be callable, got {type(fn).__name__}.")
 
 
 def _lookup(

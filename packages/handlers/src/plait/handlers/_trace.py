@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from plait import Message, Messenger, Trace
-from plait.errors import SiteError
+from plait.errors import SiteAssertionError
 
 __all__ = ["trace"]
 
@@ -49,7 +49,7 @@ class trace(Messenger[P, R]):
         if name is None:
             return
         if name in self.trace and msg.type in ("sample", "deterministic"):
-            raise SiteError(
+            raise SiteAssertionError(
                 name,
                 f"site '{name}' appears twice in one model run; every sample and "
                 "deterministic site needs a unique name (use scope(prefix=...) for "

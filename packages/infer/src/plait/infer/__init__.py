@@ -3,6 +3,7 @@
 from plait.infer._autoguide import AutoDelta as AutoDelta
 from plait.infer._autoguide import AutoGuide as AutoGuide
 from plait.infer._autoguide import AutoNormal as AutoNormal
+from plait.infer._compile_cache import enable_compilation_cache as enable_compilation_cache
 from plait.infer._diagnostics import effective_sample_size as effective_sample_size
 from plait.infer._diagnostics import hpdi as hpdi
 from plait.infer._diagnostics import split_gelman_rubin as split_gelman_rubin
@@ -49,6 +50,7 @@ __all__ = [
     "ParamInfo",
     "constrain_fn",
     "effective_sample_size",
+    "enable_compilation_cache",
     "get_transforms",
     "hpdi",
     "init_to_feasible",

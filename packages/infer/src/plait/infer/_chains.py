@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, PartitionSpec
 
 from plait.errors import SiteError
@@ -19,6 +20,7 @@ __all__ = [
     "CHAIN_AXIS",
     "chain_mesh",
     "first_draws",
+    "gathered",
     "over_chains",
     "per_chain",
     "take_chain",
@@ -117,7 +119,23 @@ def vmap_chains(fn: Callable[..., Any], in_axes: tuple[int | None, ...]) -> Call
 
 def first_draws(chunk: Array, done: int) -> np.ndarray:
     """The first ``done`` draws of a chunk shaped ``(chain, step, ...)``, in NumPy."""
-    return np.asarray(chunk)[:, :done]
+    return np.asarray(gathered(chunk))[:, :done]
+
+
+def gathered(tree: Any) -> Any:
+    """``tree`` with each array that spans other processes' devices gathered into this
+    process (``multihost_utils.process_allgather``); other leaves as they are.
+
+    With ``jax.distributed`` every process runs this at the same point (a collective);
+    in one process it changes nothing.
+    """
+
+    def fetch(leaf: Any) -> Any:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return jnp.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return leaf
+
+    return jax.tree_util.tree_map(fetch, tree)
 
 
 def take_chain(tree: Any, chain: int) -> Any:

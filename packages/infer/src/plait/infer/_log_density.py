@@ -16,7 +16,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform, biject_to
 from numpyro.distributions.util import sum_rightmost
 
-from plait import ControlFlowStep, Message, Messenger, Trace, _plugins, factor, log_prob_sum
+from plait import ControlFlowStep, Message, Messenger, Trace, factor, hooks, log_prob_sum
 from plait import site_log_prob as plait_site_log_prob
 from plait.errors import SiteError, format_shapes
 from plait.handlers import substitute, trace
@@ -72,7 +72,7 @@ def log_density(
         -1.8379
     """
     kwargs = {} if model_kwargs is None else model_kwargs
-    result = _plugins.log_density(model, tuple(model_args), kwargs, params)
+    result = hooks.log_density(model, tuple(model_args), kwargs, params)
     if result is None:
         # plait-infer's entry point is not registered (e.g. used from a source tree).
         result = sum_log_density(model, tuple(model_args), kwargs, params)

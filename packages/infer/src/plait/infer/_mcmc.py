@@ -24,6 +24,7 @@ from plait.infer._chains import (
     CHAINS,
     chain_mesh,
     first_draws,
+    gathered,
     over_chains,
     per_chain,
     take_chain,
@@ -209,9 +210,11 @@ class MCMC:
         spec = compiled.fns.spec
         z0 = None if init_params is None else per_chain(init_params, spec.shapes, self.num_chains)
         (state, adapt, ok), observed = compiled.init(keys[0], z0, dynamic)
-        self.observed = jax.device_get(observed)
-        info = ParamInfo(state.position, -state.logdensity, state.logdensity_grad)
-        raise_invalid_init(self.sampler.model, compiled.fns.spec, info, ok, args, dict(kwargs))
+        self.observed = jax.device_get(gathered(observed))
+        info = gathered(ParamInfo(state.position, -state.logdensity, state.logdensity_grad))
+        raise_invalid_init(
+            self.sampler.model, compiled.fns.spec, info, gathered(ok), args, dict(kwargs)
+        )
         if self.chain_method == "sequential":
             parts = [
                 self._run_chains(
@@ -236,7 +239,9 @@ class MCMC:
         self._spec = spec
         self.step_size, self.inverse_mass_matrix = step_size, imm
         self._stats = SampleStats(*(np.asarray(s) for s in stats))
-        self._samples = compiled.postprocess(jax.tree_util.tree_map(jnp.asarray, z), dynamic)
+        self._samples = gathered(
+            compiled.postprocess(jax.tree_util.tree_map(jnp.asarray, z), dynamic)
+        )
 
     def _run_chains(
         self,
@@ -287,7 +292,7 @@ class MCMC:
         thin = slice(None, None, self.thinning)
         z = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1)[:, thin], *positions)
         st = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1)[:, thin], *stats)
-        return z, st, adapt.step_size, adapt.inverse_mass_matrix
+        return z, st, *gathered((adapt.step_size, adapt.inverse_mass_matrix))
 
     # -- results -----------------------------------------------------------------------
     def _require_samples(self) -> dict[str, Array]:

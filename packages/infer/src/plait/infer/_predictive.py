@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -11,25 +10,17 @@ import jax
 import jax.numpy as jnp
 from jax import Array, random
 
-from plait import Trace
+from plait import Trace, hooks
 from plait.errors import PlaitError
 from plait.handlers import mask, seed, substitute, trace
 
 __all__ = ["Predictive"]
 
-
-def _infer_discrete() -> Callable[..., Any]:
-    try:
-        # Through importlib: plait-enum is optional and plait-infer does not depend on it.
-        enum = importlib.import_module("plait.enum")
-    except ImportError as error:
-        raise PlaitError(
-            "Predictive(..., infer_discrete=True) draws enumerated discrete sites from their "
-            "posterior with plait.enum.infer_discrete, but plait-enum is not installed "
-            f"({error}). Install it: pip install plait-enum."
-        ) from error
-    infer_discrete: Callable[..., Any] = enum.infer_discrete
-    return infer_discrete
+NO_DISCRETE_PLUGIN = (
+    "Predictive(..., infer_discrete=True) draws enumerated discrete sites from their "
+    "posterior through the plait_infer_discrete hook, and no installed plugin answers it. "
+    "Install plait-enum: pip install plait-enum."
+)
 
 
 class Predictive:
@@ -160,7 +151,6 @@ def _draw(
 ) -> dict[str, Array]:
     # Log densities are not needed to draw: mask them out (cheaper, and no NaNs).
     masked = mask(model, mask=False)
-    discrete = _infer_discrete() if infer_discrete else None
 
     def substituted(fn: Callable[..., Any], sample: Mapping[str, Any]) -> Callable[..., Any]:
         if not sample:
@@ -173,11 +163,16 @@ def _draw(
         )
 
     def single(key: Array, sample: Mapping[str, Any]) -> dict[str, Array]:
-        if discrete is not None:
+        if infer_discrete:
             key, discrete_key = random.split(key)
             # infer_discrete needs the log densities: do not mask.
-            run = discrete(substituted(model, sample), temperature=1, rng_key=discrete_key)
-            tr = trace(seed(run, key)).get_trace(*args, **kwargs)
+            with seed(rng_seed=key):
+                found = hooks.infer_discrete(
+                    substituted(model, sample), args, kwargs, temperature=1, rng_key=discrete_key
+                )
+            if found is None:
+                raise PlaitError(NO_DISCRETE_PLUGIN)
+            tr = found
         else:
             tr = trace(seed(substituted(masked, sample), key)).get_trace(*args, **kwargs)
         return {name: tr[name].value for name in _sites(tr, sample, return_sites)}

@@ -8,7 +8,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import jax
 
 from plait import param
-from plait.errors import SiteError
+from plait.errors import SiteTypeError
 from plait.nn._priors import Prior, dotted_path, plan_priors
 from plait.nn._state import ModuleState, declare_state
 
@@ -36,7 +36,7 @@ class _Split:
         nnx = _nnx()
         if not isinstance(nn_module, nnx.Module):
             kind = type(nn_module)
-            raise SiteError(
+            raise SiteTypeError(
                 f"{name}$params",
                 f"network '{name}' got a {kind.__module__}.{kind.__qualname__}; "
                 "flax_nnx_module takes an initialised flax.nnx.Module (build it outside the "
@@ -101,7 +101,7 @@ def flax_nnx_module(name: str, nn_module: Callable[P, R]) -> Callable[P, R]:
 
     Raises:
         ImportError: Flax is not installed.
-        SiteError: ``nn_module`` is not a ``flax.nnx.Module``.
+        SiteTypeError: ``nn_module`` is not a ``flax.nnx.Module``.
 
     Example:
         >>> import jax, jax.numpy as jnp

@@ -9,7 +9,7 @@ from typing import Any, TypeAlias, TypeVar
 from jax import Array
 
 from plait import current_stack, param, prng_key
-from plait.errors import SiteError
+from plait.errors import SiteError, SiteTypeError
 
 __all__ = ["InitFn", "module"]
 
@@ -31,7 +31,7 @@ def stax_init(name: str, init_fn: InitFn, input_shape: Sequence[int] | None) -> 
         )
     key = prng_key() if current_stack() else None
     if key is None:
-        raise SiteError(
+        raise SiteTypeError(
             site,
             f"network '{name}' needs a random key to initialise its parameters '{site}': "
             "run the model under plait.handlers.seed(model, rng_seed=0), or substitute "
@@ -68,8 +68,9 @@ def module(
         ``functools.partial(apply_fn, params)``: call it on inputs.
 
     Raises:
-        SiteError: the parameters must be initialised but ``input_shape`` is missing, or
-            no ``seed`` gives a key.
+        SiteError: the parameters must be initialised but ``input_shape`` is missing.
+        SiteTypeError: they must be initialised and no ``seed`` gives a key (NumPyro
+            fails there with a ``TypeError`` too).
 
     Example:
         >>> import jax.numpy as jnp

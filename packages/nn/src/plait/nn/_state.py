@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from plait import mutable
-from plait.errors import SiteError
+from plait.errors import SiteAssertionError
 
 __all__ = ["ModuleState", "declare_state"]
 
@@ -62,7 +62,7 @@ def declare_state(name: str, initial: S) -> ModuleState[S]:
     site = f"{name}$state"
     holder = mutable(site, {"state": initial})
     if not isinstance(holder, dict) or "state" not in holder:
-        raise SiteError(
+        raise SiteAssertionError(
             site,
             f"site '{site}' holds {type(holder).__name__}, not a dict with key 'state': "
             f"substitute it as {{'{site}': {{'state': new_state}}}}.",

@@ -38,8 +38,8 @@ def jaxpr_provenance(jaxpr: Any, inputs: Sequence[Provenance]) -> list[Provenanc
     Example:
         >>> import jax
         >>> closed = jax.make_jaxpr(lambda a, b: (a + 1.0, a * b))(1.0, 2.0)
-        >>> jaxpr_provenance(closed, [frozenset({"a"}), frozenset({"b"})])
-        [frozenset({'a'}), frozenset({'a', 'b'})]
+        >>> [sorted(p) for p in jaxpr_provenance(closed, [frozenset({"a"}), frozenset({"b"})])]
+        [['a'], ['a', 'b']]
     """
     open_jaxpr, _ = _open(jaxpr)
     env: dict[Any, Provenance] = {}

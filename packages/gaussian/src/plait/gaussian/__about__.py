@@ -1,0 +1,3 @@
+"""Version of plait-gaussian."""
+
+__version__ = "0.1.0"
