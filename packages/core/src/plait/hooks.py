@@ -3,8 +3,8 @@
 :mod:`plait.hookspecs` says what a plugin may implement; this module is how other code
 asks: each function calls one hook of the plugin manager (loading the entry points on
 first use) and returns its typed answer, ``None`` when no plugin answered. plait-infer
-asks for log densities, enumerated guides and posterior draws of enumerated sites this way, so it never
-imports a plugin by name.
+asks for log densities, enumerated guides and posterior draws of enumerated sites this
+way, so it never imports a plugin by name.
 
 Example:
     >>> import numpyro.distributions as dist
