@@ -84,3 +84,35 @@ def test_renders_the_hmm_to_a_file(tmp_path: Path, suffix: str) -> None:
         assert "transition" in text and "t&#45;1" in text
     else:
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_params_are_drawn_as_numpyro_draws_them() -> None:
+    import numpyro
+    from numpyro.contrib.render import generate_graph_specification as numpyro_specification
+    from numpyro.contrib.render import get_model_relations as numpyro_relations
+
+    import plait
+
+    def model(lib: Any, data: Any) -> None:
+        loc = lib.param("loc", 0.0)
+        scale = lib.param("scale", 1.0, constraint=dist.constraints.positive)
+        with lib.plate("data", len(data)):
+            lib.sample("obs", dist.Normal(loc, scale), obs=data)
+
+    data = (jnp.zeros(3),)
+    ours = generate_graph_specification(
+        get_model_relations(lambda d: model(plait, d), data), render_params=True
+    )
+    theirs = numpyro_specification(
+        numpyro_relations(lambda d: model(numpyro, d), data), render_params=True
+    )
+    assert {k: set(v) for k, v in ours["plate_groups"].items()} == {
+        k: set(v) for k, v in theirs["plate_groups"].items()
+    }
+    assert ours["edge_list"] == theirs["edge_list"]
+    for name, node in theirs["node_data"].items():
+        assert {k: ours["node_data"][name][k] for k in node} == node  # plait adds its marks
+    source = render_model(lambda d: model(plait, d), data, render_params=True).source
+    assert "scale [label=scale fillcolor=white shape=plain" in source
+    assert "scale -> obs" in source
+    assert "scale" not in render_model(lambda d: model(plait, d), data).source
