@@ -296,3 +296,37 @@ def test_svi_carries_mutable_state_as_numpyro() -> None:
     # The state is updated once by SVI.init's trace and once per step.
     expected = sum(0.9**k * 0.1 * float(Y.mean()) for k in range(21))
     np.testing.assert_allclose(ours.state.mutable_state["stats"]["mean"], expected, rtol=1e-4)
+
+
+def _plate_warnings(lib: Any, elbo: Any, y: Any, plated: bool) -> tuple[float, list[str]]:
+    def model(y: Any) -> None:
+        mu = lib.sample("mu", dist.Normal(0.0, 1.0))
+        if plated:
+            with lib.plate("N", y.shape[-1]):
+                lib.sample("obs", dist.Normal(mu, 1.0), obs=y)
+        else:
+            lib.sample("obs", dist.Normal(mu, 1.0), obs=y)
+
+    def guide(y: Any) -> None:
+        lib.sample("mu", dist.Normal(0.5, 1.0))
+
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss = elbo.loss(random.key(0), {}, model, guide, y)
+    return float(loss), [str(w.message) for w in caught if "plate statement" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "plated"), [((5, 10), True), ((10,), True), ((7,), False), ((3, 7), False)]
+)
+@pytest.mark.parametrize("name", ["Trace_ELBO", "TraceMeanField_ELBO", "TraceGraph_ELBO"])
+def test_a_batch_dim_no_plate_declares_is_warned_about_as_numpyro(
+    name: str, shape: tuple[int, ...], plated: bool
+) -> None:
+    y = jnp.linspace(-1.0, 1.0, int(np.prod(shape))).reshape(shape)
+    ours = _plate_warnings(plait, getattr(infer, name)(), y, plated)
+    theirs = _plate_warnings(numpyro, getattr(numpyro.infer, name)(), y, plated)
+    assert ours[1] == theirs[1]  # NumPyro's "loose" rule: only inside a plate
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6)

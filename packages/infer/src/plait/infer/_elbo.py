@@ -19,6 +19,7 @@ from plait.infer._elbo_checks import (
     check_model_guide_match,
     check_reparameterised,
     guide_covers,
+    validate_model,
 )
 from plait.infer._log_density import _refuse_enumeration
 from plait.infer._log_probs import compute_log_probs
@@ -206,6 +207,7 @@ class Trace_ELBO(ELBO):
                 )
                 model_log_probs, model_trace = compute_log_probs(checked, args, kwargs, params)
                 check_model_guide_match(model_trace, guide_trace)
+                validate_model(model_trace)
                 mutable_params.update(mutable_values(model_trace))
             elbo = elbo_terms(model_log_probs, guide_log_probs, self.sum_sites)
             return elbo, _mutable_result(mutable_params, self.num_particles)

@@ -7,6 +7,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
+import jax.numpy as jnp
+
 from plait import ControlFlowStep, Message, Messenger, Trace
 from plait.errors import SiteError
 
@@ -16,6 +18,7 @@ __all__ = [
     "check_model_guide_match",
     "check_reparameterised",
     "guide_covers",
+    "validate_model",
 ]
 
 TRACE_ELBO_HINT: Final = (
@@ -143,6 +146,37 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
             f"Found plate statements in guide but not model: {guide_plates - model_plates}",
             stacklevel=4,
         )
+
+
+def validate_model(model_trace: Trace, strict: bool = False) -> None:
+    """NumPyro's ``_validate_model``: warn when a sample site inside a plate (with
+    ``strict``, any sample site: ``plate_warning="strict"``, else ``"loose"``) has a batch
+    dim of size > 1 that no plate declares.
+
+    The leftmost dim of a site that a plugin marked (a loop's stacked time dim, an
+    enumerated support) is not checked, as NumPyro skips its scan dim.
+    """
+    for name, site in model_trace.items():
+        if site.type != "sample" or not (strict or site.cond_indep_stack):
+            continue
+        value_shape = tuple(jnp.shape(site.value))
+        event = len(site.fn.event_shape)
+        batch_shape = jnp.broadcast_shapes(
+            tuple(site.fn.batch_shape), value_shape[: len(value_shape) - event]
+        )
+        plate_dims = {f.dim for f in site.cond_indep_stack}
+        rank = len(batch_shape)
+        for dim in range(-1, -rank - 1, -1):  # NumPyro's order
+            if batch_shape[dim] == 1 or dim in plate_dims:
+                continue
+            if dim == -rank and len(site.stash):
+                continue
+            warnings.warn(
+                f"Missing a plate statement for batch dimension {dim} at site '{name}'. You "
+                "can use `numpyro.util.format_shapes` utility to check shapes at all sites "
+                "of your model.",
+                stacklevel=4,
+            )
 
 
 def _shape(site: Message) -> tuple[int, ...] | None:

@@ -14,7 +14,7 @@ from jax import Array, lax, random
 from plait import Message, PlateFrame
 from plait.handlers import replay, seed, substitute, trace
 from plait.infer._elbo import ELBO, Loss, MapFn
-from plait.infer._elbo_checks import check_model_guide_match
+from plait.infer._elbo_checks import check_model_guide_match, validate_model
 from plait.infer._log_probs import importance_traces
 from plait.infer._provenance import eval_provenance
 
@@ -177,6 +177,7 @@ class TraceGraph_ELBO(ELBO):
                 check_covered=True,
             )
             check_model_guide_match(model_trace, guide_trace)
+            validate_model(model_trace, strict=True)
             latents = {
                 name: site.value
                 for name, site in guide_trace.items()

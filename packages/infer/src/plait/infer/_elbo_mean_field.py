@@ -20,6 +20,7 @@ from plait.infer._elbo_checks import (
     check_model_guide_match,
     check_reparameterised,
     guide_covers,
+    validate_model,
 )
 from plait.infer._log_density import _refuse_enumeration, site_log_prob
 
@@ -104,6 +105,7 @@ class TraceMeanField_ELBO(ELBO):
             model_trace = trace(substitute(checked, data=params)).get_trace(*args, **kwargs)
             mutable_params.update(mutable_values(model_trace))
             check_model_guide_match(model_trace, guide_trace)
+            validate_model(model_trace)
             _check_mean_field_requirement(model_trace, guide_trace)
             terms = _terms(model_trace, guide_trace)
             elbo: Loss = sum(terms.values(), start=jnp.array(0.0)) if self.sum_sites else terms

@@ -13,7 +13,11 @@ from jax.scipy.special import logsumexp
 from plait import PlateFrame
 from plait.handlers import seed
 from plait.infer._elbo import ELBO, Loss
-from plait.infer._elbo_checks import check_model_guide_match, check_reparameterised
+from plait.infer._elbo_checks import (
+    check_model_guide_match,
+    check_reparameterised,
+    validate_model,
+)
 from plait.infer._log_probs import importance_traces
 
 __all__ = ["RenyiELBO"]
@@ -78,6 +82,7 @@ class RenyiELBO(ELBO):
         )
         check_reparameterised(guide_trace, "RenyiELBO")
         check_model_guide_match(model_trace, guide_trace)
+        validate_model(model_trace)
         site_plates = {
             name: set(site.cond_indep_stack)
             for name, site in model_trace.items()
