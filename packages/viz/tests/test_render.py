@@ -109,7 +109,7 @@ def test_params_are_drawn_as_numpyro_draws_them() -> None:
     assert {k: set(v) for k, v in ours["plate_groups"].items()} == {
         k: set(v) for k, v in theirs["plate_groups"].items()
     }
-    assert ours["edge_list"] == theirs["edge_list"]
+    assert set(ours["edge_list"]) == set(theirs["edge_list"])  # NumPyro: set order
     for name, node in theirs["node_data"].items():
         assert {k: ours["node_data"][name][k] for k in node} == node  # plait adds its marks
     source = render_model(lambda d: model(plait, d), data, render_params=True).source

@@ -24,7 +24,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["TRACER_ERRORS", "compile_lowered", "needs_concrete_args"]
+__all__ = ["TRACER_ERRORS", "compile_lowered", "is_traced", "needs_concrete_args"]
 
 TRACER_ERRORS: tuple[type[Exception], ...] = (
     jax.errors.ConcretizationTypeError,
@@ -41,6 +41,19 @@ _compiled: OrderedDict[bytes, Any] = OrderedDict()
 def needs_concrete_args(error: BaseException) -> bool:
     """Whether ``error`` says a traced argument was used as a concrete value."""
     return isinstance(error, TRACER_ERRORS)
+
+
+def is_traced(*trees: Any) -> bool:
+    """Whether any leaf of ``trees`` is a tracer: the call runs inside a transformation
+    (``jax.jit``, ``vmap``, ``grad``), which compiles it with the rest, so it must not
+    compile a program of its own.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> is_traced(jnp.ones(2)), bool(jax.jit(lambda x: is_traced(x) * x)(1.0))
+        (False, True)
+    """
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
 
 
 def compile_lowered(lowered: Any) -> Callable[..., Any]:

@@ -16,7 +16,7 @@ from plait import Trace, hooks
 from plait.errors import PlaitError
 from plait.handlers import mask, seed, substitute, trace
 from plait.infer._args import merge_args, split_args
-from plait.infer._compiled import TRACER_ERRORS, compile_lowered
+from plait.infer._compiled import TRACER_ERRORS, compile_lowered, is_traced
 from plait.infer._log_probs import batch_map
 
 __all__ = ["Predictive"]
@@ -269,7 +269,8 @@ def _compiled_call(
     """``predictive._call`` compiled, with the model's arrays as inputs (or, for a model
     that needs their concrete values, closed over), reusing an equal compiled program."""
     params = predictive.params
-    if predictive.parallel:
+    if predictive.parallel or is_traced(rng_key, params, args, kwargs):
+        # Inside the caller's jax.jit (or vmap, grad) the draws are traced with the rest.
         # NumPyro maps the draws with an uncompiled jax.vmap: each operation runs once
         # for the whole batch, and nothing compiles the whole model.
         return predictive._call(rng_key, params, batched_params, args, kwargs)
