@@ -70,7 +70,9 @@ def dense(
     y_obs = np.reshape(y, -1)[keep]
     y_mean = big_h @ x_mean + np.reshape(d, -1)[keep]
     y_cov = big_h @ x_cov @ big_h.T + big_r
-    log_marginal = float(stats.multivariate_normal(y_mean, y_cov).logpdf(y_obs)) if keep.any() else 0.0
+    log_marginal = (
+        float(stats.multivariate_normal(y_mean, y_cov).logpdf(y_obs)) if keep.any() else 0.0
+    )
     gain = np.linalg.solve(y_cov, big_h @ x_cov).T
     post_mean = x_mean + gain @ (y_obs - y_mean)
     post_cov = x_cov - gain @ big_h @ x_cov

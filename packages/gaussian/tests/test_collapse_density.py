@@ -40,7 +40,9 @@ def hmm(y: Any) -> None:
     scan(transition, x0, y)
 
 
-def scalar_reference(dense_chain: Any, s: float, o: float, y: Any = Y, observed: Any = None) -> float:
+def scalar_reference(
+    dense_chain: Any, s: float, o: float, y: Any = Y, observed: Any = None
+) -> float:
     steps = len(y)
     one = np.ones((steps, 1, 1))
     ref = dense_chain(
@@ -126,7 +128,9 @@ def test_multivariate_latent(dense_chain: Any) -> None:
         x0 = plait.sample("x_0", dist.MultivariateNormal(jnp.array([1.0, -1.0]), jnp.eye(2)))
 
         def step(x_prev: Any, y_t: Any) -> Any:
-            x = plait.sample("x", dist.MultivariateNormal(jnp.asarray(a) @ x_prev, scale_tril=jnp.asarray(q)))
+            x = plait.sample(
+                "x", dist.MultivariateNormal(jnp.asarray(a) @ x_prev, scale_tril=jnp.asarray(q))
+            )
             plait.sample("y", dist.Normal(jnp.asarray(h) @ x, o).to_event(1), obs=y_t)
             return x, None
 

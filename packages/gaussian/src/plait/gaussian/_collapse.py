@@ -13,11 +13,11 @@ from jax import random
 from plait import Message, Messenger, get_mask, isolated_stack
 from plait.control_flow.plugin_api import ScanCall, ScanResult
 from plait.errors import SiteError
-from plait.gaussian._dists import gaussian_kind, gaussian_parts, sample_dtype
+from plait.gaussian._dists import gaussian_kind, sample_dtype
 from plait.gaussian._held import HeldSite
 from plait.gaussian._run import SMOOTHED, Mode, run_chain
-from plait.gaussian._structure import ChainPlan, Drop, classify
 from plait.gaussian._step import trace_step
+from plait.gaussian._structure import ChainPlan, Drop, classify
 from plait.handlers import seed
 
 __all__ = ["collapse"]
@@ -92,7 +92,7 @@ class collapse(Messenger[P, R]):
         ...     scan(step, x0, y)
         >>> value, tr = log_density(collapse(walk), (jnp.array([0.5, 1.0, 0.2]),), {}, {})
         >>> round(float(value), 4), list(tr)
-        (-4.7916, ['x_0'])
+        (-4.4617, ['x_0'])
     """
 
     @overload

@@ -67,7 +67,7 @@ class StepSequence(NamedTuple):
     """The per-step inputs in processing order (leading axis: the steps)."""
 
     x: list[Array]
-    index: Array
+    step_index: Array
     keys: list[Array]
     carry: list[Array | None]  # the carry going in, outside the chain (None: chain leaf)
 
@@ -84,7 +84,7 @@ def _per_step_keys(rng_key: Any, length: int) -> Array:
         return key, sub
 
     _, keys = lax.scan(split, rng_key, None, length=length)
-    return keys
+    return jnp.asarray(keys)
 
 
 def step_sequence(plan: ChainPlan, call: ScanCall) -> StepSequence:
@@ -133,7 +133,9 @@ def _zero_inputs(plan: ChainPlan) -> list[Array]:
     return [jnp.zeros(a.shape, a.dtype) for a in plan.traced.closed.in_avals]  # type: ignore[attr-defined]
 
 
-def _fill(flat: list[Any], plan: ChainPlan, x: Sequence[Any], index: Any, keys: Sequence[Any]) -> None:
+def _fill(
+    flat: list[Any], plan: ChainPlan, x: Sequence[Any], index: Any, keys: Sequence[Any]
+) -> None:
     groups = plan.traced.inputs
     for p, v in zip(groups["x"], x, strict=True):
         flat[p] = v
@@ -224,11 +226,13 @@ def evaluate(plan: ChainPlan, axes: ChainAxes, seq: StepSequence) -> Pieces:
             extra = {name: shaped(name, out, ps, t) for name, (ps, t) in aux.items()}
             return lin, {**extra, **{f"off:{k}": a for k, a in lin.items()}}
 
-        dtype = jnp.result_type(*[in_avals[p].dtype for p, _ in sources]) if sources else jnp.float32  # type: ignore[attr-defined]
+        dtype = (
+            jnp.result_type(*[in_avals[p].dtype for p, _ in sources]) if sources else jnp.float32
+        )  # type: ignore[attr-defined]
         jac, rest = jax.jacfwd(g, has_aux=True)(jnp.zeros((n,), dtype))
         return {**{f"jac:{k}": a for k, a in jac.items()}, **rest}
 
-    t_inputs = (seq.x, seq.index, seq.keys, seq.carry)
+    t_inputs = (seq.x, seq.step_index, seq.keys, seq.carry)
     first = jax.tree_util.tree_map(lambda a: a[0], t_inputs)
     once = point(*first)
     if any(varying.values()):

@@ -176,7 +176,9 @@ def _onehot(index: np.ndarray, width: int, dtype: Any) -> Array:
     return jnp.asarray(out, dtype)
 
 
-def _initial(plan: ChainPlan, axes: ChainAxes, lay: Layout, init: list[Any], dtype: Any) -> tuple[Array, Array]:
+def _initial(
+    plan: ChainPlan, axes: ChainAxes, lay: Layout, init: list[Any], dtype: Any
+) -> tuple[Array, Array]:
     means, roots = [], []
     for j, size in zip(plan.latent_carry, lay.carry_sizes, strict=True):
         site = plan.initial.get(j)
@@ -225,9 +227,7 @@ def kalman_inputs(
     if chain_names:
         jac_z = _cat([p[f"jac:site:{n}"] for n in chain_names], -2)
         b = _cat([p[f"off:site:{n}"] for n in chain_names], -1)
-        roots = [
-            _block_root(p[f"root:{s.name}"], s.gaussian or "diag") for s in plan.chain
-        ]
+        roots = [_block_root(p[f"root:{s.name}"], s.gaussian or "diag") for s in plan.chain]
         l_z = roots[0] if len(roots) == 1 else _block_diag(roots)
         a_c, a_z = jac_z[..., :n_c], jac_z[..., n_c:]
         rhs = _cat([a_c, b[..., None], l_z], -1)
@@ -267,7 +267,9 @@ def kalman_inputs(
         c_c_y, c_z_y = jac_y[..., :n_c], jac_y[..., n_c:]
         h_x = c_z_y @ _onehot(lay.z_index, lay.size, dtype) if n_z else 0.0
         h_x = h_x + c_c_y @ _onehot(lay.c_index, lay.size, dtype)
-        u = _block_diag([_block_root(p[f"root:{s.name}"], s.gaussian or "diag") for s in plan.emissions])
+        u = _block_diag(
+            [_block_root(p[f"root:{s.name}"], s.gaussian or "diag") for s in plan.emissions]
+        )
         y = _cat([p[f"value:{n}"] for n in emission_names], -1)
         masks = []
         for s in plan.emissions:

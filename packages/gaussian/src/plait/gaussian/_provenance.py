@@ -75,7 +75,9 @@ def _eqn_ids(eqn: JaxprEqn, ids: list[Ids]) -> list[Ids]:
         strides = params["strides"] or (1,) * first.ndim
         index = tuple(
             slice(s, e, k)
-            for s, e, k in zip(params["start_indices"], params["limit_indices"], strides, strict=True)
+            for s, e, k in zip(
+                params["start_indices"], params["limit_indices"], strides, strict=True
+            )
         )
         return [first[index]]
     return [None] * n_out

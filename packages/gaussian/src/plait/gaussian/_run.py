@@ -29,11 +29,11 @@ from jax import Array, random
 
 from plait import Message, Messenger, Unit
 from plait.control_flow.plugin_api import ScanCall, ScanResult
-from plait.gaussian._dists import gaussian_kind, gaussian_parts, sample_dtype
+from plait.gaussian._dists import gaussian_kind, sample_dtype
 from plait.gaussian._evaluate import ChainAxes, evaluate, step_sequence
 from plait.gaussian._kalman_inputs import Layout, kalman_inputs, layout
-from plait.gaussian._structure import ChainPlan
 from plait.gaussian._step import expected_shape
+from plait.gaussian._structure import ChainPlan
 from plait.kernels import KalmanStrategy, kalman_filter, kalman_sample, kalman_smoother
 
 __all__ = ["Marginal", "Mode", "SMOOTHED", "run_chain"]
@@ -57,7 +57,9 @@ class Marginal(NamedTuple):
     covariance: Array
 
 
-SMOOTHED: ContextVar[dict[str, Marginal] | None] = ContextVar("plait_gaussian_smoothed", default=None)
+SMOOTHED: ContextVar[dict[str, Marginal] | None] = ContextVar(
+    "plait_gaussian_smoothed", default=None
+)
 """Where :func:`plait.gaussian.smooth` collects the marginals (None: not smoothing)."""
 
 _KEY_SALT = 0x9A55
@@ -66,7 +68,9 @@ _KEY_SALT = 0x9A55
 class _hide(Messenger[..., Any]):
     """Innermost in the body: the chain's sites hidden (NaN) or given their drawn values."""
 
-    def __init__(self, plan: ChainPlan, frames: tuple[Any, ...], drawn: dict[str, Any] | None) -> None:
+    def __init__(
+        self, plan: ChainPlan, frames: tuple[Any, ...], drawn: dict[str, Any] | None
+    ) -> None:
         self.latent = {s.inner or s.name for s in plan.chain}
         self.leaves = {s.inner or s.name for s in plan.leaves}
         self.emissions = {s.inner or s.name for s in plan.emissions}
@@ -95,7 +99,9 @@ class _hide(Messenger[..., Any]):
             msg.stop = True
 
 
-def _reduced_call(call: ScanCall, plan: ChainPlan, drawn: dict[str, Array] | None, init: Any) -> ScanCall:
+def _reduced_call(
+    call: ScanCall, plan: ChainPlan, drawn: dict[str, Array] | None, init: Any
+) -> ScanCall:
     frames = tuple(call.plates)
     body = call.body
 
@@ -127,13 +133,19 @@ def _site_values(
         start += size
         values = states[..., index]  # (B, T, d)
         shape = tuple(avals[p].shape)  # type: ignore[attr-defined]
-        per_step = jax.vmap(lambda v, s=s, shape=shape: axes.from_chain(v, f"site:{s.name}", shape), 1)
-        stacked = per_step(values)
+        name = f"site:{s.name}"
+
+        def one_step(v: Array, name: str = name, shape: tuple[int, ...] = shape) -> Array:
+            return axes.from_chain(v, name, shape)
+
+        stacked = jax.vmap(one_step, 1)(values)
         out[s.inner or s.name] = stacked[::-1] if reverse else stacked
     return out
 
 
-def _initial_values(plan: ChainPlan, axes: ChainAxes, lay: Layout, state: Array, init: list[Any]) -> dict[int, Array]:
+def _initial_values(
+    plan: ChainPlan, axes: ChainAxes, lay: Layout, state: Array, init: list[Any]
+) -> dict[int, Array]:
     out: dict[int, Array] = {}
     start = 0
     for j, size in zip(plan.latent_carry, lay.carry_sizes, strict=True):
@@ -145,13 +157,21 @@ def _initial_values(plan: ChainPlan, axes: ChainAxes, lay: Layout, state: Array,
 
 
 def _marginals(
-    plan: ChainPlan, axes: ChainAxes, lay: Layout, means: Array, covs: Array, init: list[Any], reverse: bool
+    plan: ChainPlan,
+    axes: ChainAxes,
+    lay: Layout,
+    means: tuple[Array, Array],
+    covs: tuple[Array, Array],
+    init: list[Any],
+    reverse: bool,
 ) -> dict[str, Marginal]:
     """Per collapsed site, its smoothed mean and (co)variances, from the state moments."""
     out: dict[str, Marginal] = {}
     avals = plan.traced.closed.in_avals
 
-    def pick(index: Any, kind: str | None, shape: tuple[int, ...], name: str, m: Array, c: Array) -> Marginal:
+    def pick(
+        index: Any, kind: str | None, shape: tuple[int, ...], name: str, m: Array, c: Array
+    ) -> Marginal:
         index = jnp.asarray(index)
         mean = axes.from_chain(m[..., index], name, shape)
         block = c[..., index[:, None], index[None, :]]  # (B, k, k)
@@ -170,8 +190,13 @@ def _marginals(
         index = lay.z_index[start : start + size]
         start += size
         shape = tuple(avals[p].shape)  # type: ignore[attr-defined]
-        per = jax.vmap(lambda m, c, s=s, index=index, shape=shape: pick(index, s.gaussian, shape, f"site:{s.name}", m, c), (1, 1))
-        marginal = per(means[1], covs[1])
+
+        def one_step(
+            m: Array, c: Array, s: Any = s, index: Any = index, shape: tuple[int, ...] = shape
+        ) -> Marginal:
+            return pick(index, s.gaussian, shape, f"site:{s.name}", m, c)
+
+        marginal = jax.vmap(one_step, (1, 1))(means[1], covs[1])
         if reverse:
             marginal = Marginal(marginal.mean[::-1], marginal.covariance[::-1])
         out[s.name] = marginal
@@ -179,10 +204,12 @@ def _marginals(
     for j, size in zip(plan.latent_carry, lay.carry_sizes, strict=True):
         site = plan.initial.get(j)
         if site is not None:
-            index = jnp.arange(start, start + size)
+            positions = jnp.arange(start, start + size)
             kind = gaussian_kind(site.fn)
             shape = tuple(jnp.shape(init[j]))
-            out[site.name] = pick(index, None if kind is None else kind[0], shape, f"carry:{j}", means[0], covs[0])
+            out[site.name] = pick(
+                positions, None if kind is None else kind[0], shape, f"carry:{j}", means[0], covs[0]
+            )
         start += size
     return out
 

@@ -180,9 +180,7 @@ class _record(Messenger[..., Any]):
             placeholder = self.placeholder_index.get(id(held))
         kind = gaussian_kind(fn)
         scale = msg.scale
-        static_scale = (
-            scale if scale is None or isinstance(scale, int | float) else "array"
-        )
+        static_scale = scale if scale is None or isinstance(scale, int | float) else "array"
         info = SiteInfo(
             name=msg.name or "",
             inner=msg.stash.get(INNER_NAME),
@@ -245,7 +243,7 @@ def trace_step(call: ScanCall, key_aval: Any, excluded: frozenset[str]) -> Trace
             carry, x, index=index, rng_key=key[0] if key else None, outer=[record], inner=[inject]
         )
         out_leaves, out_def = jax.tree_util.tree_flatten(result.carry)
-        if out_def != carry_def:
+        if out_def != carry_def:  # type: ignore[operator]
             raise ControlFlowTypeError(
                 f"scan '{call.name}': the body returns a carry with structure {out_def}, but "
                 f"the carry going in has structure {carry_def}. Return a carry of the same "

@@ -140,14 +140,14 @@ def classify(
     deps = dependencies(traced.closed, [1 << i for i in range(n_in)])
     samples = [s for s in traced.sites if s.type == "sample"]
     for site in samples:
-        if site.infer.get("collapse") is True and site.placeholder is None and not site.observed:
-            if site.gaussian is None:
-                raise SiteError(
-                    site.name,
-                    f"site '{site.name}' of scan '{scan}' asks to be collapsed (infer="
-                    f"{{'collapse': True}}) but its distribution is a {type(site.fn).__name__}: "
-                    "only Normal and MultivariateNormal latent sites can be integrated out.",
-                )
+        asks = site.infer.get("collapse") is True and not site.observed
+        if asks and site.placeholder is None and site.gaussian is None:
+            raise SiteError(
+                site.name,
+                f"site '{site.name}' of scan '{scan}' asks to be collapsed (infer="
+                f"{{'collapse': True}}) but its distribution is a {type(site.fn).__name__}: "
+                "only Normal and MultivariateNormal latent sites can be integrated out.",
+            )
     candidates = [
         s for s in samples
         if s.placeholder is not None and not traced.placeholders[s.placeholder].enumerated
@@ -184,9 +184,7 @@ def classify(
     # The latent carry: the carry leaves that depend on the chain, directly or not.
     latent: set[int] = set()
     while True:
-        grown = {
-            j for j in range(n_c) if deps[j] & (chain_bits | _bits(latent))
-        }
+        grown = {j for j in range(n_c) if deps[j] & (chain_bits | _bits(latent))}
         if grown == latent:
             break
         latent = grown
@@ -281,18 +279,20 @@ def classify(
         tainted = grown
     switching = enum_bits | _bits(tainted)
     if switching:
-        coefficients = [(s, _site_mask(deps, s, n_c, _ALL)) for s in (*chain, *emissions)]
+        coefficients: list[tuple[SiteInfo | None, int]] = [
+            (s, _site_mask(deps, s, n_c, _ALL)) for s in (*chain, *emissions)
+        ]
         coefficients += [(None, deps[j]) for j in latent]
-        for s, mask in coefficients:
+        for by, mask in coefficients:
             if mask & switching:
-                what = f"site '{s.name}'" if s is not None else "the carry"
+                what = f"site '{by.name}'" if by is not None else "the carry"
                 names = [
                     traced.placeholders[k].name
                     for k, p in enumerate(ph_pos)
                     if traced.placeholders[k].enumerated and mask & (1 << p)
                 ] or ["an enumerated site (through the carry)"]
                 raise SiteError(
-                    s.name if s is not None else None,
+                    by.name if by is not None else None,
                     f"scan '{scan}': {what} depends on the enumerated site "
                     f"'{names[0]}', so integrating its Gaussian chain out would need a switching "
                     "linear system, which plait.gaussian does not do. Keep the Gaussian latents "
@@ -302,10 +302,10 @@ def classify(
     scales = {s.scale for s in (*chain, *emissions)}
     initial: dict[int, HeldSite] = {}
     for j in sorted(latent):
-        site = held.get(id(init_leaves[j]))
-        if site is not None and init_leaves[j] is site.value:
-            initial[j] = site
-            scales.add(site.scale)
+        start = held.get(id(init_leaves[j]))
+        if start is not None and init_leaves[j] is start.value:
+            initial[j] = start
+            scales.add(start.scale)
     scales = {1.0 if s is None else s for s in scales}
     if "array" in scales or len(scales) > 1:
         found = ", ".join(f"'{s.name}': {s.scale}" for s in (*chain, *emissions))
@@ -367,8 +367,16 @@ def classify(
         )
         for s in emissions
     }
-    strategies = {s.infer.get("contraction") for s in (*chain, *emissions)} - {None}
-    strategy = str(next(iter(sorted(strategies)))) if strategies else "auto"
+    strategies = sorted(
+        {str(s.infer["contraction"]) for s in (*chain, *emissions) if "contraction" in s.infer}
+    )
+    if len(strategies) > 1:
+        raise SiteError(
+            chain[0].name if chain else None,
+            f"scan '{scan}': the sites of one collapsed chain ask for different contraction "
+            f"strategies ({', '.join(repr(s) for s in strategies)}); give them one.",
+        )
+    strategy = strategies[0] if strategies else "auto"
     return ChainPlan(
         traced=traced,
         chain=chain,
