@@ -161,7 +161,7 @@ class collapse(Messenger[P, R]):
             return
         dtype = sample_dtype(msg.fn)
         shape = tuple(msg.fn.batch_shape) + tuple(msg.fn.event_shape)
-        msg.value = jnp.full(shape, jnp.nan, dtype)
+        msg.value = jnp.zeros(shape, dtype)
         msg.stop = True
         self._held[id(msg.value)] = HeldSite(
             name, msg.value, msg.fn, tuple(msg.cond_indep_stack), msg.scale, msg.infer

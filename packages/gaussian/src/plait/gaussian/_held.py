@@ -15,7 +15,7 @@ class HeldSite:
     """A latent Gaussian site outside every loop that ``collapse`` kept from the handlers
     outside it, because a collapsed chain starts from it (the seed's ``x_0``).
 
-    Its ``value`` is a placeholder (NaN): the chain reads the site's distribution, never
+    Its ``value`` is a placeholder (zeros): the chain reads the site's distribution, never
     the value; ``scan`` recognises it as a carry's initial value by identity.
     """
 

@@ -1,9 +1,9 @@
 """Running a scan whose body has a collapsed chain, in one of three modes.
 
 - ``"density"`` (a log density, or any run that is not a prediction): the chain's sites
-  are hidden and their values are NaN; the Kalman filter's marginal log-likelihood is
-  sent after the loop as one factor site, named after the chain's first site (as
-  NumPyro's ``collapse`` names its factor).
+  are hidden and their values are placeholders (zeros); the Kalman filter's marginal
+  log-likelihood is sent after the loop as one factor site, named after the chain's first
+  site (as NumPyro's ``collapse`` names its factor).
 - ``"smooth"``: as ``"density"``, and the smoothed moments of every collapsed site are
   recorded (:func:`plait.gaussian.smooth`).
 - ``"predict"`` (under ``seed`` with the log density masked out, as
@@ -66,7 +66,7 @@ _KEY_SALT = 0x9A55
 
 
 class _hide(Messenger[..., Any]):
-    """Innermost in the body: the chain's sites hidden (NaN) or given their drawn values."""
+    """Innermost in the body: the chain's sites hidden (zeros) or given their drawn values."""
 
     def __init__(
         self, plan: ChainPlan, frames: tuple[Any, ...], drawn: dict[str, Any] | None
@@ -89,7 +89,7 @@ class _hide(Messenger[..., Any]):
             if msg.value is None:
                 shape = expected_shape(msg, self.frames)
                 dtype = sample_dtype(msg.fn)
-                msg.value = jnp.full(shape, jnp.nan, dtype)
+                msg.value = jnp.zeros(shape, dtype)
             msg.stop = True
         elif name in self.emissions:
             msg.stop = True

@@ -153,8 +153,13 @@ class _inject(Messenger[..., Any]):
 
 
 class _record(Messenger[..., Any]):
-    def __init__(self, placeholder_index: dict[int, int]) -> None:
+    def __init__(
+        self,
+        placeholder_index: dict[int, int],
+        provide: Callable[[str, tuple[int, ...], Any, bool], Any],
+    ) -> None:
         self.placeholder_index = placeholder_index
+        self.provide = provide
         self.sites: list[SiteInfo] = []
         self.arrays: list[Any] = []
         super().__init__()
@@ -172,7 +177,23 @@ class _record(Messenger[..., Any]):
         self._add(info, "value", jax.tree_util.tree_leaves(msg.value))
         self.sites.append(info)
 
+    def _opaque(self, msg: Message) -> None:
+        """A latent site whose value an outer handler gives (plait-enum's enumerated
+        values), or would draw (a key it adds later): an opaque input of the step, like an
+        enumerated site, so that what reads it is known to depend on it."""
+        if msg.is_observed or PLACEHOLDER in msg.stash:
+            return
+        if msg.value is None and msg.kwargs.get("rng_key") is None:
+            shape, dtype = expected_shape(msg, ()), sample_dtype(msg.fn)
+        elif msg.value is not None and msg.infer.get("enumerate") == "parallel":
+            shape, dtype = tuple(jnp.shape(msg.value)), jnp.result_type(msg.value)
+        else:
+            return
+        msg.value = self.provide(msg.name or "", shape, dtype, True)
+        msg.stash[PLACEHOLDER] = msg.value
+
     def process_sample(self, msg: Message) -> None:
+        self._opaque(msg)
         fn = msg.fn
         held = msg.stash.get(PLACEHOLDER)
         placeholder = None
@@ -263,7 +284,7 @@ def trace_step(call: ScanCall, key_aval: Any, excluded: frozenset[str]) -> Trace
             return jnp.zeros(shape, dtype)
 
         c, x, i, k = args
-        return body(provide, _record({}), c, x, i, k)
+        return body(provide, _record({}, provide), c, x, i, k)
 
     index_aval = jax.ShapeDtypeStruct((), jnp.int32)  # type: ignore[no-untyped-call]
     key_avals = [] if key_aval is None else [key_aval]
@@ -292,7 +313,7 @@ def trace_step(call: ScanCall, key_aval: Any, excluded: frozenset[str]) -> Trace
                 )
             return values[i]
 
-        record = _record(index_of)
+        record = _record(index_of, provide)
         recorded["record"] = record
         return body(provide, record, c, x, index, k)
 
