@@ -194,3 +194,35 @@ def test_missing_observations(dense_chain: Any, how: str) -> None:
     value, _ = log_density(collapse(model), (jnp.asarray(y), jnp.asarray(observed)), {}, {})
     expected = scalar_reference(dense_chain, 0.7, 0.4, Y, observed.reshape(T, 1))
     np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+
+
+def test_sites_of_one_step_that_read_each_other(dense_chain: Any) -> None:
+    """A local-linear trend: v_t ~ N(v_{t-1}, q), x_t ~ N(x_{t-1} + v_t, r), two initial sites."""
+
+    def model(y: Any) -> None:
+        q = plait.sample("q", dist.HalfNormal(1.0))
+
+        def step(carry: Any, y_t: Any) -> Any:
+            x_prev, v_prev = carry
+            v = plait.sample("v", dist.Normal(v_prev, q))
+            x = plait.sample("x", dist.Normal(x_prev + v, 0.5))
+            plait.sample("y", dist.Normal(x, 0.3), obs=y_t)
+            return (x, v), None
+
+        x0 = plait.sample("x_0", dist.Normal(1.0, 2.0))
+        v0 = plait.sample("v_0", dist.Normal(0.0, 1.0))
+        scan(step, (x0, v0), y)
+
+    value, tr = log_density(collapse(model), (jnp.asarray(Y),), {}, {"q": 0.4})
+    latent = [n for n, site in tr.items() if site.type == "sample" and not site.is_observed]
+    assert latent == ["q"]
+    f = np.array([[1.0, 0.0], [1.0, 1.0]])  # state (v, x)
+    q = np.array([[0.16, 0.16], [0.16, 0.16 + 0.25]])
+    ref = dense_chain(
+        [0.0, 1.0], np.diag([1.0, 4.0]), np.broadcast_to(f, (T, 2, 2)), np.zeros((T, 2)),
+        np.broadcast_to(q, (T, 2, 2)), np.broadcast_to([[0.0, 1.0]], (T, 1, 2)),
+        np.zeros((T, 1)), np.full((T, 1, 1), 0.09), Y.reshape(T, 1),
+    )  # fmt: skip
+    np.testing.assert_allclose(float(value), ref.log_marginal + halfnormal(0.4), rtol=1e-5)
+    grad = jax.grad(lambda p: log_density(collapse(model), (jnp.asarray(Y),), {}, p)[0])
+    assert np.isfinite(float(grad({"q": jnp.asarray(0.4)})["q"]))

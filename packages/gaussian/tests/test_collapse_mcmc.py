@@ -77,3 +77,35 @@ def test_nuts_on_the_collapsed_model_recovers_the_scale_posterior(dense_chain: A
         draws = np.asarray(samples[name])
         assert abs(draws.mean() - mean) < 0.3 * sd, (name, draws.mean(), mean, sd)
         assert abs(draws.std() - sd) < 0.3 * sd, (name, draws.std(), sd)
+
+
+def test_svi_map_on_the_collapsed_model_is_the_grid_mode(dense_chain: Any) -> None:
+    import optax
+
+    from plait.infer import SVI, AutoDelta, Trace_ELBO
+
+    y = simulate(40, 0.5, 0.3)
+    guide = AutoDelta(collapse(hmm))
+    svi = SVI(collapse(hmm), guide, optax.adam(0.05), Trace_ELBO())
+    result = svi.run(jax.random.key(0), 600, jnp.asarray(y, jnp.float32), progress_bar=False)
+    found = guide.median(result.params)
+    assert set(found) == {"s", "o"}
+    # The mode of the log posterior density (constrained space, as AutoDelta's ELBO), on a
+    # fine grid of the dense marginal.
+    steps = len(y)
+    one, zero = np.ones((steps, 1, 1)), np.zeros((steps, 1))
+    grid = np.linspace(0.05, 1.2, 70)
+    best = max(
+        (
+            dense_chain([0.0], [[1.0]], one, zero, s**2 * one, one, zero, o**2 * one,
+                        y.reshape(steps, 1)).log_marginal
+            + stats.halfnorm.logpdf(s) + stats.halfnorm.logpdf(o),
+            s,
+            o,
+        )
+        for s in grid
+        for o in grid
+    )  # fmt: skip
+    step = grid[1] - grid[0]
+    assert abs(float(found["s"]) - best[1]) < 2 * step, (found, best)
+    assert abs(float(found["o"]) - best[2]) < 2 * step, (found, best)

@@ -230,15 +230,16 @@ def kalman_inputs(
         roots = [_block_root(p[f"root:{s.name}"], s.gaussian or "diag") for s in plan.chain]
         l_z = roots[0] if len(roots) == 1 else _block_diag(roots)
         a_c, a_z = jac_z[..., :n_c], jac_z[..., n_c:]
-        rhs = _cat([a_c, b[..., None], l_z], -1)
+        # Solved one right-hand side at a time (the solve is linear in it): a concatenation
+        # would tie the matrices' gradient to the noise's, and the Kalman kernels' backward
+        # pass is several times slower when the transition matrix needs a cotangent.
+        big_p, small_p, big_r = a_c, b, l_z
         if _chained_sites(plan):
-            eye = jnp.eye(n_z, dtype=dtype)
-            lhs = eye - a_z
-            steps = max(lhs.shape[0], rhs.shape[0])
-            lhs = jnp.broadcast_to(lhs, (steps, *lhs.shape[1:]))
-            rhs = jnp.broadcast_to(rhs, (steps, *rhs.shape[1:]))
-            rhs = jsl.solve_triangular(lhs, rhs, lower=True, unit_diagonal=True)
-        big_p, small_p, big_r = rhs[..., :n_c], rhs[..., n_c], rhs[..., n_c + 1 :]
+            lhs = jnp.eye(n_z, dtype=dtype) - a_z
+            big_p, small_p, big_r = (
+                _unit_lower_solve(lhs, rhs) for rhs in (a_c, b[..., None], l_z)
+            )
+            small_p = small_p[..., 0]
     else:
         big_p, small_p, big_r = zeros(0, n_c), jnp.zeros((1, batch, 0), dtype), zeros(0, 0)
 
@@ -313,6 +314,14 @@ def kalman_inputs(
         batch_first(y),
         correction,
     )
+
+
+def _unit_lower_solve(lhs: Array, rhs: Array) -> Array:
+    """``lhs⁻¹ rhs`` for unit lower-triangular ``lhs``, both with leading ``(time, B)`` axes."""
+    steps = max(lhs.shape[0], rhs.shape[0])
+    lhs = jnp.broadcast_to(lhs, (steps, *lhs.shape[1:]))
+    rhs = jnp.broadcast_to(rhs, (steps, *rhs.shape[1:]))
+    return jsl.solve_triangular(lhs, rhs, lower=True, unit_diagonal=True)
 
 
 def _chained_sites(plan: ChainPlan) -> bool:
