@@ -73,3 +73,47 @@ def test_predictive_draws_from_the_dense_conditional(dense_chain: Any) -> None:
     np.testing.assert_allclose(np.cov(paths.T), ref.cov, atol=0.1 * sd.max() ** 2)
     # The observations are the data, not draws.
     np.testing.assert_allclose(np.asarray(out["y"])[0], Y, rtol=1e-6)
+
+
+A = np.array([[0.9, 0.2], [-0.1, 0.8]])
+Q = np.array([[0.5, 0.0], [0.2, 0.3]])
+H = np.array([[1.0, 0.0], [0.5, -1.0], [0.0, 2.0]])
+Y3 = np.random.default_rng(0).normal(size=(4, 3))
+
+
+def mvn(y: Any) -> None:
+    x0 = plait.sample("x_0", dist.MultivariateNormal(jnp.array([1.0, -1.0]), jnp.eye(2)))
+
+    def step(x_prev: Any, y_t: Any) -> Any:
+        loc = jnp.asarray(A) @ x_prev
+        x = plait.sample("x", dist.MultivariateNormal(loc, scale_tril=jnp.asarray(Q)))
+        plait.sample("y", dist.Normal(jnp.asarray(H) @ x, 0.6).to_event(1), obs=y_t)
+        return x, None
+
+    scan(step, x0, y)
+
+
+def test_multivariate_smooth_and_draws(dense_chain: Any) -> None:
+    steps = len(Y3)
+    ref = dense_chain(
+        [1.0, -1.0], np.eye(2), np.broadcast_to(A, (steps, 2, 2)), np.zeros((steps, 2)),
+        np.broadcast_to(Q @ Q.T, (steps, 2, 2)), np.broadcast_to(H, (steps, 3, 2)),
+        np.zeros((steps, 3)), np.broadcast_to(0.36 * np.eye(3), (steps, 3, 3)), Y3,
+    )  # fmt: skip
+    blocks = np.stack([ref.cov[2 * t : 2 * t + 2, 2 * t : 2 * t + 2] for t in range(steps + 1)])
+    post = smooth(mvn, (jnp.asarray(Y3),))
+    np.testing.assert_allclose(post["x_0"].mean, ref.mean[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(post["x_0"].covariance, blocks[0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(post["x"].mean, ref.mean[1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(post["x"].covariance, blocks[1:], rtol=1e-4, atol=1e-6)
+
+    draws = 4000
+    out = Predictive(collapse(mvn), num_samples=draws)(jax.random.key(1), jnp.asarray(Y3))
+    paths = np.concatenate([np.asarray(out["x_0"])[:, None], np.asarray(out["x"])], axis=1)
+    assert paths.shape == (draws, steps + 1, 2)
+    flat = paths.reshape(draws, -1)
+    sd = np.sqrt(np.diag(ref.cov))
+    np.testing.assert_array_less(
+        np.abs(flat.mean(0) - ref.mean.reshape(-1)), 5 * sd / np.sqrt(draws)
+    )
+    np.testing.assert_allclose(np.cov(flat.T), ref.cov, atol=0.1 * sd.max() ** 2)
