@@ -44,12 +44,8 @@ def lazy_subpackages_and_numpyro_keys() -> bool:
     frames: list[plait.PlateFrame] = site["cond_indep_stack"]
     enumerate_option = site.get("infer").get("enumerate")
     value: Array = site["value"]
-    return (
-        kind == "sample"
-        and name == "y"
-        and not observed
-        and bool(frames)
-        and (enumerate_option is None and value.shape == out.shape)
+    return kind == "sample" and name == "y" and not observed and bool(frames) and (
+        enumerate_option is None and value.shape == out.shape
     )
 
 
