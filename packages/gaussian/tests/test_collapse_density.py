@@ -226,3 +226,37 @@ def test_sites_of_one_step_that_read_each_other(dense_chain: Any) -> None:
     np.testing.assert_allclose(float(value), ref.log_marginal + halfnormal(0.4), rtol=1e-5)
     grad = jax.grad(lambda p: log_density(collapse(model), (jnp.asarray(Y),), {}, p)[0])
     assert np.isfinite(float(grad({"q": jnp.asarray(0.4)})["q"]))
+
+
+def test_multivariate_against_dynamax() -> None:
+    """A second, independent reference: dynamax's LGSSM filter (a test dependency)."""
+    lgssm = pytest.importorskip("dynamax.linear_gaussian_ssm")
+    inference = pytest.importorskip("dynamax.linear_gaussian_ssm.inference")
+    a = np.array([[0.9, 0.2], [-0.1, 0.8]])
+    q = np.array([[0.5, 0.0], [0.2, 0.3]])
+    h = np.array([[1.0, 0.0], [0.5, -1.0], [0.0, 2.0]])
+    y = np.random.default_rng(2).normal(size=(30, 3))
+
+    def model(y: Any) -> None:
+        x0 = plait.sample("x_0", dist.MultivariateNormal(jnp.zeros(2), jnp.eye(2)))
+
+        def step(x_prev: Any, y_t: Any) -> Any:
+            loc = jnp.asarray(a) @ x_prev
+            x = plait.sample("x", dist.MultivariateNormal(loc, scale_tril=jnp.asarray(q)))
+            plait.sample("y", dist.Normal(jnp.asarray(h) @ x, 0.6).to_event(1), obs=y_t)
+            return x, None
+
+        scan(step, x0, y)
+
+    value, _ = log_density(collapse(model), (jnp.asarray(y),), {}, {})
+    # dynamax observes its first state: give it x_1's prior.
+    params = inference.make_lgssm_params(
+        initial_mean=jnp.zeros(2),
+        initial_cov=jnp.asarray(a @ a.T + q @ q.T),
+        dynamics_weights=jnp.asarray(a),
+        dynamics_cov=jnp.asarray(q @ q.T),
+        emissions_weights=jnp.asarray(h),
+        emissions_cov=0.36 * jnp.eye(3),
+    )
+    expected = lgssm.lgssm_filter(params, jnp.asarray(y)).marginal_loglik
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-5)
