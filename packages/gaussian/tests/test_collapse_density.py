@@ -260,3 +260,23 @@ def test_multivariate_against_dynamax() -> None:
     )
     expected = lgssm.lgssm_filter(params, jnp.asarray(y)).marginal_loglik
     np.testing.assert_allclose(float(value), float(expected), rtol=1e-5)
+
+
+def test_context_manager_leaves_an_unmarked_initial_site_sampled(dense_chain: Any) -> None:
+    """``with collapse():`` cannot look ahead: x_0 stays a latent, the chain starts from it."""
+
+    def run(y: Any) -> None:
+        with collapse():
+            hmm(y)
+
+    params = {"s": 0.7, "o": 0.4, "x_0": 0.1}
+    value, tr = log_density(run, (jnp.asarray(Y),), {}, params)
+    latent = [n for n, site in tr.items() if site.type == "sample" and not site.is_observed]
+    assert latent == ["s", "o", "x_0"]
+    one = np.ones((T, 1, 1))
+    ref = dense_chain(
+        [0.1], [[0.0]], one, np.zeros((T, 1)), 0.49 * one, one, np.zeros((T, 1)), 0.16 * one,
+        Y.reshape(T, 1),
+    )  # fmt: skip
+    expected = ref.log_marginal + halfnormal(0.7, 0.4) + float(stats.norm.logpdf(0.1))
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5)
