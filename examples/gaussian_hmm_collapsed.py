@@ -70,6 +70,8 @@ def fit(
     by_chain = mcmc.get_samples(group_by_chain=True)
     stats = summary({name: by_chain[name] for name in TRUTH})
     table = {name: {k: float(v) for k, v in row.items()} for name, row in stats.items()}
+    for row in table.values():  # a chain stuck through a very short run has no ESS (NaN)
+        row["n_eff"] = float(np.nan_to_num(row["n_eff"]))
     return draws, table, wall
 
 

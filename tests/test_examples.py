@@ -51,7 +51,7 @@ CASES = [
     ),
     Example(
         "gaussian_hmm_collapsed.py",
-        ("--length", "15", "--warmup", "20", "--samples", "20"),
+        ("--length", "15", "--warmup", "40", "--samples", "40"),
         ("plait.gaussian", "plait.infer"),
     ),
 ]

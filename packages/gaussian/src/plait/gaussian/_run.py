@@ -51,6 +51,13 @@ class Marginal(NamedTuple):
         covariance: for a ``Normal`` site, the variance of each element (the mean's
             shape); for a ``MultivariateNormal`` site, the covariance of each event
             (``mean.shape + (d,)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from plait.gaussian import Marginal
+        >>> m = Marginal(jnp.zeros((3, 2)), jnp.broadcast_to(jnp.eye(2), (3, 2, 2)))
+        >>> m.mean.shape, m.covariance.shape
+        ((3, 2), (3, 2, 2))
     """
 
     mean: Array
