@@ -8,18 +8,44 @@
    the 11 coordinates, ESS by plait.infer.effective_sample_size for every sampler), with
    BlackJAX's ``window_adaptation`` + NUTS loop compiled ahead as the reference.
 
+3. ``--mcmc``: the MCMC suite instead. HMC (NumPyro's default trajectory length 2 pi) on
+   the logistic regression: ESS/s of the second call beside NumPyro's HMC. Warm-up success
+   on NumPyro's hmm_enum model 1 (4 hidden states, JSB-like binary data, the hidden state
+   enumerated out of a ``scan``, 300 warm-up + 300 draws) over 8 independent chains
+   (8 keys, run as vectorised chains, each warming up on its own): a chain succeeds when
+   its mean potential energy over the draws is within 10 nats of the best chain of both
+   libraries. First-call compile of NumPyro's ar2 example written as a Python for-loop
+   (144 sites), each measurement in a fresh process, interleaved.
+
+4. ``--samplers``: BarkerMH on that logistic regression and DiscreteHMCGibbs(NUTS) on a
+   Normal mixture with discrete assignments: ``MCMC.run`` wall time and ESS/s (mean ESS
+   over three seeds) beside NumPyro's same kernels, run by its ``MCMC`` and compiled
+   ahead in a ``lax.scan``.
+
+5. ``--vi``: the autoguides instead. The SVI step time in a compiled loop for
+   AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal and
+   AutoIAFNormal on the SVI regression, and ``Predictive`` first and second call (1000
+   posterior draws) on that regression and on an AR(2) written as a Python loop over
+   T = 40 sites (140 with ``--full``), mapped (``parallel=False``, both libraries' default)
+   and vmapped.
+
 A and B are interleaved (plait, NumPyro, plait, NumPyro, ...); every result is blocked on.
+
 Run: ``hatch run bench:inference`` (or ``python benchmarks/inference.py``); ``--full`` uses
-N = 10000. Targets (BENCHMARKS.md §2): SVI step time <= NumPyro's; a second run compiles
-nothing (>= 5x NumPyro's wall for repeated runs); NUTS ESS/s equal to BlackJAX compiled
-ahead.
+N = 10000 (with ``--mcmc``: a larger HMM). Targets (BENCHMARKS.md §2): SVI step time <=
+NumPyro's; a second run compiles nothing (>= 5x NumPyro's wall for repeated runs); NUTS
+ESS/s equal to BlackJAX compiled ahead; ``Predictive``'s first call <= NumPyro's.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
+import textwrap
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,14 +57,29 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 from jax import lax, random
+from numpyro.contrib.control_flow import scan as nscan
+from numpyro.handlers import mask as nmask
+from numpyro.infer import HMC as NHMC
 from numpyro.infer import MCMC as NMCMC
 from numpyro.infer import NUTS as NNUTS
 from numpyro.infer import SVI as NSVI
+from numpyro.infer import BarkerMH as NBarkerMH
+from numpyro.infer import DiscreteHMCGibbs as NDiscreteHMCGibbs
 from numpyro.infer import Trace_ELBO as NTrace_ELBO
 from numpyro.infer.autoguide import AutoNormal as NAutoNormal
 
 import plait
-from plait.infer import MCMC, NUTS, SVI, AutoNormal, Trace_ELBO, effective_sample_size
+from plait.infer import (
+    HMC,
+    MCMC,
+    NUTS,
+    SVI,
+    AutoNormal,
+    BarkerMH,
+    DiscreteHMCGibbs,
+    Trace_ELBO,
+    effective_sample_size,
+)
 
 
 def linear_regression(lib: Any) -> Callable[..., None]:
@@ -204,17 +245,386 @@ def bench_nuts(n: int, d: int, warmup: int, samples: int) -> list[tuple[str, flo
     return rows
 
 
+# -- MCMC suite (--mcmc) --------------------------------------------------------------------
+def bench_hmc(n: int, d: int, warmup: int, samples: int) -> list[tuple[str, float, float]]:
+    """HMC (trajectory length 2 pi, adapted step size and mass matrix) on the logistic
+    regression: wall time and ESS/s of the second call."""
+    kx, kw, ky = random.split(random.key(2), 3)
+    x = random.normal(kx, (n, d))
+    y = random.bernoulli(ky, jax.nn.sigmoid(x @ (0.5 * random.normal(kw, (d,))) + 0.3))
+    y = y.astype(jnp.float32)
+    ours = MCMC(
+        HMC(logistic_regression(plait)), num_warmup=warmup, num_samples=samples, progress_bar=False
+    )
+    theirs = NMCMC(
+        NHMC(logistic_regression(numpyro)),
+        num_warmup=warmup,
+        num_samples=samples,
+        progress_bar=False,
+    )
+    walls: dict[str, list[float]] = {"plait": [], "numpyro": []}
+    ess: dict[str, list[tuple[float, float]]] = {"plait": [], "numpyro": []}
+    for i in range(2):
+        for name, mcmc in (("plait", ours), ("numpyro", theirs)):
+            wall, _ = timed(lambda m=mcmc, k=i: (m.run(random.key(k), x, y), m.get_samples())[1])
+            walls[name].append(wall)
+            ess[name].append(ess_stats(mcmc.get_samples()))
+    return [
+        ("HMC MCMC.run first call [s]", walls["plait"][0], walls["numpyro"][0]),
+        ("HMC MCMC.run second call [s]", walls["plait"][1], walls["numpyro"][1]),
+        (
+            "HMC min ESS/s (second call)",
+            ess["plait"][1][0] / walls["plait"][1],
+            ess["numpyro"][1][0] / walls["numpyro"][1],
+        ),
+        (
+            "HMC mean ESS/s (second call)",
+            ess["plait"][1][1] / walls["plait"][1],
+            ess["numpyro"][1][1] / walls["numpyro"][1],
+        ),
+    ]
+
+
+def hmm_data(
+    hidden: int, tones: int, sequences: int, length: int, seed: int = 0
+) -> tuple[Any, Any]:
+    """JSB-like data: binary chords of ``tones`` notes from a sticky ``hidden``-state HMM
+    with sparse emission probabilities, sequences of different lengths (masked)."""
+    rng = np.random.default_rng(seed)
+    trans = 0.8 * np.eye(hidden) + 0.2 * rng.dirichlet(0.3 * np.ones(hidden), size=hidden)
+    emit = rng.beta(0.2, 1.0, size=(hidden, tones))
+    lengths = rng.integers(length // 2, length + 1, size=sequences)
+    seqs = np.zeros((sequences, length, tones), np.float32)
+    for s in range(sequences):
+        state = rng.integers(hidden)
+        for t in range(lengths[s]):
+            state = rng.choice(hidden, p=trans[state])
+            seqs[s, t] = rng.random(tones) < emit[state]
+    return jnp.asarray(seqs), jnp.asarray(lengths)
+
+
+def hmm_model_1(lib: Any, scan: Any, mask: Any, hidden: int) -> Callable[..., None]:
+    """NumPyro's examples/hmm_enum.py model 1 (the hidden state is not marked: both
+    libraries enumerate it with a FutureWarning)."""
+
+    def model_1(sequences: Any, lengths: Any) -> None:
+        num_sequences, _, data_dim = sequences.shape
+        with mask(mask=True):
+            probs_x = lib.sample("probs_x", dist.Dirichlet(0.9 * jnp.eye(hidden) + 0.1).to_event(1))
+            probs_y = lib.sample(
+                "probs_y", dist.Beta(0.1, 0.9).expand([hidden, data_dim]).to_event(2)
+            )
+
+        def transition_fn(carry: Any, y: Any) -> Any:
+            x_prev, t = carry
+            with (
+                lib.plate("sequences", num_sequences, dim=-2),
+                mask(mask=(t < lengths)[..., None]),
+            ):
+                x = lib.sample("x", dist.Categorical(probs_x[x_prev]))
+                with lib.plate("tones", data_dim, dim=-1):
+                    lib.sample("y", dist.Bernoulli(probs_y[x.squeeze(-1)]), obs=y)
+            return (x, t + 1), None
+
+        x_init = jnp.zeros((num_sequences, 1), dtype=jnp.int32)
+        scan(transition_fn, (x_init, 0), jnp.swapaxes(sequences, 0, 1))
+
+    return model_1
+
+
+def bench_warmup_success(
+    full: bool, chains: int = 8, tolerance: float = 10.0
+) -> list[tuple[str, float, float]]:
+    from plait.control_flow import scan as pscan
+    from plait.handlers import mask as pmask
+
+    sizes = (4, 51, 16, 40) if full else (4, 16, 6, 25)
+    hidden = sizes[0]
+    seqs, lengths = hmm_data(*sizes)
+    runs = {
+        "plait": MCMC(
+            NUTS(hmm_model_1(plait, pscan, pmask, hidden)),
+            num_warmup=300,
+            num_samples=300,
+            num_chains=chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        ),
+        "numpyro": NMCMC(
+            NNUTS(hmm_model_1(numpyro, nscan, nmask, hidden)),
+            num_warmup=300,
+            num_samples=300,
+            num_chains=chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        ),
+    }
+    energies, walls, steps = {}, {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for name, mcmc in runs.items():
+            wall, _ = timed(
+                lambda m=mcmc: (
+                    m.run(
+                        random.key(0), seqs, lengths, extra_fields=("potential_energy", "num_steps")
+                    ),
+                    m.get_samples(),
+                )[1]
+            )
+            extra = mcmc.get_extra_fields(group_by_chain=True)
+            energies[name] = np.asarray(extra["potential_energy"]).mean(axis=1)
+            steps[name] = float(np.asarray(extra["num_steps"]).mean())
+            walls[name] = wall
+    best = min(float(e.min()) for e in energies.values())
+    success = {name: float(np.sum(e <= best + tolerance)) for name, e in energies.items()}
+    for name, e in energies.items():
+        print(
+            f"  hmm_enum {name:8} mean potential energy per chain: {np.round(e - best, 1).tolist()}"
+        )
+    return [
+        (f"HMM warm-up success of {chains} chains", success["plait"], success["numpyro"]),
+        ("HMM mean leapfrog steps per draw", steps["plait"], steps["numpyro"]),
+        ("HMM MCMC.run wall [s]", walls["plait"], walls["numpyro"]),
+    ]
+
+
+AR2_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import jax, jax.numpy as jnp
+    import numpyro.distributions as dist
+    lib_name = sys.argv[1]
+    if lib_name == "plait":
+        import plait as lib
+        from plait.infer import MCMC, NUTS
+    else:
+        import numpyro as lib
+        from numpyro.infer import MCMC, NUTS
+
+    def ar2_for_loop(y):
+        alpha_1 = lib.sample("alpha_1", dist.Normal(0, 1))
+        alpha_2 = lib.sample("alpha_2", dist.Normal(0, 1))
+        const = lib.sample("const", dist.Normal(0, 1))
+        sigma = lib.sample("sigma", dist.HalfNormal(1))
+        y_prev, y_prev_prev = y[1], y[0]
+        for i in range(2, len(y)):
+            m_t = const + alpha_1 * y_prev + alpha_2 * y_prev_prev
+            y_t = lib.sample("y_{}".format(i), dist.Normal(m_t, sigma), obs=y[i])
+            y_prev_prev, y_prev = y_prev, y_t
+
+    t = jnp.arange(0, 142)
+    y = jnp.sin(t) + jax.random.normal(jax.random.key(0), (142,)) * 0.1
+    y.block_until_ready()
+    mcmc = MCMC(NUTS(ar2_for_loop), num_warmup=10, num_samples=10, progress_bar=False)
+    start = time.perf_counter()
+    mcmc.run(jax.random.key(1), y=y)
+    jax.block_until_ready(mcmc.get_samples())
+    print(time.perf_counter() - start)
+    """
+)
+
+
+def bench_unrolled_compile(rounds: int = 2) -> list[tuple[str, float, float]]:
+    """First ``MCMC.run`` (10 + 10 steps: the compile) of the 144-site unrolled ar2, each
+    in a fresh process, plait and NumPyro interleaved; the medians."""
+    times: dict[str, list[float]] = {"plait": [], "numpyro": []}
+    for _ in range(rounds):
+        for name in times:
+            done = subprocess.run(
+                [sys.executable, "-c", AR2_SCRIPT, name], capture_output=True, text=True, check=True
+            )
+            times[name].append(float(done.stdout.strip().splitlines()[-1]))
+    return [
+        (
+            "ar2 for-loop first MCMC.run [s]",
+            statistics.median(times["plait"]),
+            statistics.median(times["numpyro"]),
+        ),
+    ]
+
+
+# -- BarkerMH and DiscreteHMCGibbs (the samplers section; run with --samplers) ---------
+def mixture(lib: Any) -> Callable[..., None]:
+    """A three-component Normal mixture with every assignment a discrete latent; the
+    component locations' priors are ordered, so the labels do not switch."""
+
+    def model(y: Any) -> None:
+        locs = lib.sample("locs", dist.Normal(jnp.array([-3.0, 0.0, 3.0]), 0.5).to_event(1))
+        with lib.plate("data", y.shape[0]):
+            c = lib.sample("c", dist.Categorical(jnp.ones(3) / 3))
+            lib.sample("y", dist.Normal(locs[c], 1.0), obs=y)
+
+    return model
+
+
+SEEDS = 3  # ESS of a single run is noisy (a mixture may start in a poor mode): average
+
+
+def numpyro_ahead(
+    kernel: Any, args: tuple[Any, ...], warmup: int, samples: int, sites: tuple[str, ...]
+) -> tuple[float, tuple[float, float]]:
+    """NumPyro's own kernel stepped in a ``lax.scan`` compiled before timing (its
+    sampling speed without the recompilation of every ``MCMC.run``): the median run
+    time and the mean (min, mean) ESS over ``SEEDS`` starting states."""
+
+    def run(state: Any) -> Any:
+        def one(s: Any, _: Any) -> Any:
+            s = kernel.sample(s, args, {})
+            return s, {k: s.z[k] for k in sites}
+
+        state, _ = lax.scan(one, state, None, length=warmup)
+        return lax.scan(one, state, None, length=samples)[1]
+
+    states = [kernel.init(random.key(seed), warmup, None, args, {}) for seed in range(SEEDS)]
+    compiled = jax.jit(run).lower(states[0]).compile()
+    walls, ess = [], []
+    for state in states:
+        wall, draws = timed(lambda s=state: compiled(s))
+        walls.append(wall)
+        ess.append(ess_stats(draws))
+    return statistics.median(walls), tuple(np.mean(ess, axis=0))  # type: ignore[return-value]
+
+
+def bench_sampler(
+    name: str,
+    ours_kernel: Any,
+    make_theirs: Callable[[], Any],
+    args: tuple[Any, ...],
+    warmup: int,
+    samples: int,
+    sites: tuple[str, ...],
+) -> list[tuple[str, float, float, float]]:
+    """``MCMC.run`` as users write it (first call, then later calls), NumPyro's and
+    plait's interleaved, and ESS/s: the mean ESS over runs (min and mean over the
+    coordinates of ``sites``) per second of a later call; beside NumPyro's kernel
+    compiled ahead."""
+    ours = MCMC(ours_kernel, num_warmup=warmup, num_samples=samples, progress_bar=False)
+    theirs = NMCMC(make_theirs(), num_warmup=warmup, num_samples=samples, progress_bar=False)
+    walls: dict[str, list[float]] = {"plait": [], "numpyro": []}
+    ess: dict[str, list[tuple[float, float]]] = {"plait": [], "numpyro": []}
+    for i in range(SEEDS):
+        runs = (("plait", ours), ("numpyro", theirs)) if i < 2 else (("plait", ours),)
+        for label, mcmc in runs:  # NumPyro recompiles every call: two calls are enough
+            wall, _ = timed(lambda m=mcmc: (m.run(random.key(i), *args), m.get_samples())[1])  # noqa: B023
+            walls[label].append(wall)
+            ess[label].append(
+                ess_stats({k: v for k, v in mcmc.get_samples().items() if k in sites})
+            )
+    ahead_wall, ahead = numpyro_ahead(make_theirs(), args, warmup, samples, sites)
+    wall = {"plait": statistics.median(walls["plait"][1:]), "numpyro": walls["numpyro"][1]}
+    mean_ess = {k: np.mean(v, axis=0) for k, v in ess.items()}
+    nan = float("nan")
+    return [
+        (f"{name} MCMC.run first call [s]", walls["plait"][0], walls["numpyro"][0], nan),
+        (f"{name} MCMC.run later call [s]", wall["plait"], wall["numpyro"], ahead_wall),
+        (
+            f"{name} min ESS/s (later call)",
+            mean_ess["plait"][0] / wall["plait"],
+            mean_ess["numpyro"][0] / wall["numpyro"],
+            ahead[0] / ahead_wall,
+        ),
+        (
+            f"{name} mean ESS/s (later call)",
+            mean_ess["plait"][1] / wall["plait"],
+            mean_ess["numpyro"][1] / wall["numpyro"],
+            ahead[1] / ahead_wall,
+        ),
+    ]
+
+
+def bench_samplers(n: int, d: int) -> list[tuple[str, float, float, float]]:
+    """BarkerMH on the logistic regression of the NUTS rows (1000 warm-up + 5000 draws),
+    DiscreteHMCGibbs(NUTS) on a mixture of 3 Normals with 60 assignments (500 + 1000)."""
+    kx, kw, ky, kc, km = random.split(random.key(3), 5)
+    x = random.normal(kx, (n, d))
+    y = random.bernoulli(ky, jax.nn.sigmoid(x @ (0.5 * random.normal(kw, (d,))) + 0.3))
+    y = y.astype(jnp.float32)
+    rows = bench_sampler(
+        "BarkerMH",
+        BarkerMH(logistic_regression(plait)),
+        lambda: NBarkerMH(logistic_regression(numpyro)),
+        (x, y),
+        1000,
+        5000,
+        ("w", "b"),
+    )
+    c = random.categorical(kc, jnp.zeros(3), shape=(60,))
+    ym = jnp.array([-3.0, 0.0, 3.0])[c] + random.normal(km, (60,))
+    rows += bench_sampler(
+        "DiscreteHMCGibbs",
+        DiscreteHMCGibbs(NUTS(mixture(plait))),
+        lambda: NDiscreteHMCGibbs(NNUTS(mixture(numpyro))),
+        (ym,),
+        500,
+        1000,
+        ("locs",),
+    )
+    return rows
+
+
+def main_samplers(full: bool) -> None:
+    n = 10_000 if full else 1000
+    rows = bench_samplers(n, 10)
+    print(
+        f"\n{'quantity':40} {'plait':>10} {'numpyro':>10} {'ratio':>8}   {'np-ahead':>9} {'ratio':>7}"
+    )
+    for name, ours, theirs, ahead in rows:
+        np_cells = f"{theirs:10.4g} {ours / theirs:8.2f}"
+        ahead_cells = (
+            f"{ahead:9.4g} {ours / ahead:7.2f}" if np.isfinite(ahead) else f"{'-':>9} {'-':>7}"
+        )
+        print(f"{name:40} {ours:10.4g} {np_cells}   {ahead_cells}")
+    print("\nratio = plait / reference: below 1 is faster for times, above 1 is better for ESS/s.")
+    print("np-ahead: NumPyro's kernel stepped in a lax.scan compiled before timing.")
+
+
+def main_mcmc(full: bool) -> None:
+    rows = bench_hmc(1000, 10, 500, 1000) + bench_warmup_success(full) + bench_unrolled_compile()
+    print(f"\n{'quantity':40} {'plait':>10} {'numpyro':>10} {'ratio':>8}")
+    for name, ours, theirs in rows:
+        print(f"{name:40} {ours:10.4g} {theirs:10.4g} {ours / theirs:8.2f}")
+    print(
+        "\nratio = plait / NumPyro: below 1 is faster for times, above 1 is better for ESS/s and successes."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="N = 10000 instead of 1000")
     parser.add_argument("--svi-steps", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--mcmc", action="store_true", help="the MCMC suite (HMC, warm-up, compile)"
+    )
+    parser.add_argument(
+        "--samplers", action="store_true", help="BarkerMH and DiscreteHMCGibbs against NumPyro"
+    )
+    parser.add_argument("--vi", action="store_true", help="only the VI suite (inference_vi.py)")
     args = parser.parse_args()
+    if args.samplers:
+        print(
+            f"jax {jax.__version__}, numpyro {numpyro.__version__}, blackjax "
+            f"{blackjax.__version__}, backend {jax.default_backend()}"
+        )
+        main_samplers(args.full)
+        return
+    if args.mcmc:
+        print(
+            f"jax {jax.__version__}, numpyro {numpyro.__version__}, backend {jax.default_backend()}"
+        )
+        main_mcmc(args.full)
+        return
     n = 10_000 if args.full else 1000
     print(
         f"jax {jax.__version__}, numpyro {numpyro.__version__}, blackjax {blackjax.__version__}, "
         f"backend {jax.default_backend()}, N = {n}, D = 10"
     )
+    if args.vi:
+        from inference_vi import print_rows, vi_rows
+
+        print_rows(vi_rows(n, args.svi_steps, args.repeat, 140 if args.full else 40))
+        print("\nratio = plait / NumPyro: below 1 is faster.")
+        return
     svi_rows = bench_svi(n, 10, args.svi_steps, args.repeat)
     nuts_rows = bench_nuts(n, 10, 500, 1000)
     print(

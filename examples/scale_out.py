@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             num_warmup=args.warmup,
             num_samples=args.samples,
             num_chains=args.chains,
+            chain_method="vectorized",  # the devices split the data, not the chains
             progress_bar=False,
         )
         mcmc.run(jax.random.key(0), x, y)

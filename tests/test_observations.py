@@ -112,14 +112,6 @@ def _enumerated_model(y: Any) -> None:
         plait.sample("obs", dist.Normal(2.0 * z, 1.0), obs=y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=plait.SiteError,
-    reason="plait-enum: the log-factor of a site observed wider than its plates has dims "
-    "that are neither plates nor enumerated (here dim -2), which plait-enum refuses "
-    "instead of summing them as the plain log density does (NumPyro's enumerated "
-    "log_density raises there too).",
-)
 def test_enumerated_log_density_sums_the_extra_dims_of_a_wider_observation() -> None:
     pytest.importorskip("plait.enum")
     from plait.enum import enum

@@ -38,7 +38,7 @@ def test_wheel_contains_only_its_own_subpackage(package: Path, tmp_path: Path) -
     if package.name == "core":
         assert "plait/__init__.py" in modules
         assert "plait/py.typed" in modules
-        plugin_dirs = {"handlers", "control_flow", "enum", "nn", "infer", "gaussian"}
+        plugin_dirs = {"handlers", "control_flow", "enum", "nn", "infer", "gaussian", "viz"}
         assert not [n for n in modules if n.split("/")[1] in plugin_dirs]
     else:
         name = package.name.replace("-", "_")

@@ -15,6 +15,7 @@ from numpyro.contrib.funsor import config_enumerate as np_config
 from numpyro.contrib.funsor import enum as np_enum
 from numpyro.contrib.funsor import log_density as np_log_density
 
+import plait
 from plait import hooks, plate, sample
 from plait.enum import config_enumerate, enum, log_density, markov
 from plait.errors import PlaitError
@@ -214,16 +215,23 @@ def test_substituted_discrete_site_is_not_enumerated() -> None:
 
 
 def test_variables_of_different_plates_meeting_inside_a_plate_are_refused() -> None:
-    def model() -> None:
-        with plate("a", 2, dim=-1):
-            u = sample("u", dist.Bernoulli(0.5))
-        with plate("b", 3, dim=-2):
-            v = sample("v", dist.Bernoulli(0.5))
-        with plate("a", 2, dim=-1), plate("b", 3, dim=-2):
-            sample("y", dist.Normal(u + v, 1.0), obs=jnp.zeros((3, 2)))
+    def model(lib: Any) -> None:
+        with lib.plate("a", 2, dim=-1):
+            u = lib.sample("u", dist.Bernoulli(0.5))
+        with lib.plate("b", 3, dim=-2):
+            v = lib.sample("v", dist.Bernoulli(0.5))
+        with lib.plate("a", 2, dim=-1), lib.plate("b", 3, dim=-2):
+            lib.sample("y", dist.Normal(u + v, 1.0), obs=jnp.zeros((3, 2)))
 
-    with pytest.raises(PlaitError, match="plate-wise elimination"):
-        log_density(enum(config_enumerate(model), first_available_dim=-3))
+    with pytest.raises(ValueError, match="plate-wise elimination") as caught:
+        log_density(enum(config_enumerate(lambda: model(plait)), first_available_dim=-3))
+    assert isinstance(caught.value, PlaitError)
+
+    # NumPyro + funsor raise the same class on the same model (with "intractable!").
+    with pytest.raises(ValueError, match="intractable"):
+        np_log_density(
+            np_enum(np_config(lambda: model(numpyro)), first_available_dim=-3), (), {}, {}
+        )
 
 
 def test_model_without_sites_has_zero_density() -> None:

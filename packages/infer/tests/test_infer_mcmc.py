@@ -95,7 +95,7 @@ def test_samples_are_constrained_grouped_and_include_deterministic_sites(fitted:
     assert bool(jnp.all(flat["rate"] > 0))
     np.testing.assert_allclose(flat["mu_plus_rate"], flat["mu"] + flat["rate"], rtol=1e-5)
     extra = fitted.get_extra_fields(group_by_chain=True)
-    assert set(extra) == {"potential_energy", "diverging", "accept_prob", "num_steps", "tree_depth"}
+    assert set(extra) == {"potential_energy", "diverging", "accept_prob", "num_steps"}
     assert extra["diverging"].shape == (2, 500) and not extra["diverging"].any()
     assert 0.6 < extra["accept_prob"].mean() < 0.97
 
@@ -211,6 +211,13 @@ def test_enumerated_discrete_site_is_summed_out_of_the_potential() -> None:
 
 def test_init_params_must_cover_every_latent_with_its_unconstrained_shape(fitted: MCMC) -> None:
     with pytest.raises(SiteError, match=re.escape("init_params has no value")):
-        fitted.run(jax.random.key(0), Y, COUNTS, init_params={"mu": 0.0})
+        fitted.run(jax.random.key(0), Y, COUNTS, init_params={"mu": jnp.zeros(2)})
     with pytest.raises(SiteError, match=re.escape("init_params['rate'] has shape (3,)")):
-        fitted.run(jax.random.key(0), Y, COUNTS, init_params={"mu": 0.0, "rate": jnp.zeros(3)})
+        fitted.run(
+            jax.random.key(0),
+            Y,
+            COUNTS,
+            init_params={"mu": jnp.zeros(2), "rate": jnp.zeros((2, 3))},
+        )
+    with pytest.raises(ValueError, match="same leading dimension as `num_chains`"):
+        fitted.run(jax.random.key(0), Y, COUNTS, init_params={"mu": 0.0, "rate": 0.0})

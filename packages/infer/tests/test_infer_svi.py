@@ -69,7 +69,7 @@ def test_trace_elbo_is_log_joint_minus_log_guide_at_the_guide_draw() -> None:
     params = {"loc": 0.7, "scale": 0.4}
     key = random.key(3)
     loss = Trace_ELBO().loss(key, params, normal_model, guide, Y)
-    guide_key, _ = random.split(key)
+    _, guide_key = random.split(key)  # NumPyro splits (model, guide)
     mu = (
         trace(seed(plait.handlers.substitute(guide, data=params), guide_key))
         .get_trace(Y)["mu"]
@@ -124,10 +124,14 @@ def test_update_evaluate_and_stable_update() -> None:
     loss_before = svi.evaluate(state, Y)
     new_state, loss = svi.update(state, Y)
     assert jnp.isfinite(loss) and jnp.isfinite(loss_before)
-    assert not np.allclose(new_state.params["mu_auto_loc"], state.params["mu_auto_loc"])
-    bad_state, bad_loss = svi.update(new_state, jnp.full_like(Y, jnp.nan), stable_update=True)
+    assert not np.allclose(
+        svi.get_params(new_state)["mu_auto_loc"], svi.get_params(state)["mu_auto_loc"]
+    )
+    bad_state, bad_loss = svi.stable_update(new_state, jnp.full_like(Y, jnp.nan))
     assert not jnp.isfinite(bad_loss)
-    np.testing.assert_array_equal(bad_state.params["mu_auto_loc"], new_state.params["mu_auto_loc"])
+    np.testing.assert_array_equal(
+        svi.get_params(bad_state)["mu_auto_loc"], svi.get_params(new_state)["mu_auto_loc"]
+    )
 
 
 def test_init_params_set_the_starting_constrained_values() -> None:
@@ -184,3 +188,175 @@ def test_trace_enum_elbo_on_an_enumerated_scan_hmm_is_minus_the_exact_log_eviden
     log_paths = (np.log(trans64[prev, paths]) + log_emission).sum(0)
     exact = np.log(np.exp(log_paths - log_paths.max()).sum()) + log_paths.max()
     np.testing.assert_allclose(loss, -exact, rtol=1e-5)
+
+
+def numpyro_pair() -> tuple[Any, Any]:
+    import numpyro
+
+    def model(y: Any) -> None:
+        mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    def guide(y: Any) -> None:
+        loc = numpyro.param("loc", 0.0)
+        scale = numpyro.param("scale", 1.0, constraint=dist.constraints.positive)
+        numpyro.sample("mu", dist.Normal(loc, scale))
+
+    return model, guide
+
+
+def plait_guide(y: Any) -> None:
+    loc = plait.param("loc", 0.0)
+    scale = plait.param("scale", 1.0, constraint=dist.constraints.positive)
+    plait.sample("mu", dist.Normal(loc, scale))
+
+
+def optimisers() -> list[Any]:
+    import numpyro.optim
+    from jax.example_libraries import optimizers
+
+    return [
+        optax.adam(0.05),
+        numpyro.optim.Adam(0.05),
+        numpyro.optim.ClippedAdam(0.05, clip_norm=1.0),
+        optimizers.momentum(0.01, 0.9),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(4))
+def test_svi_gives_numpyros_params_with_optax_numpyro_optim_and_jax_optimizers(index: int) -> None:
+    from numpyro.infer import SVI as NUMPYRO_SVI
+    from numpyro.infer import Trace_ELBO as NUMPYRO_TRACE_ELBO
+
+    ours = SVI(normal_model, plait_guide, optimisers()[index], Trace_ELBO()).run(
+        random.key(0), 50, Y, progress_bar=False
+    )
+    model, guide = numpyro_pair()
+    theirs = NUMPYRO_SVI(model, guide, optimisers()[index], NUMPYRO_TRACE_ELBO()).run(
+        random.key(0), 50, Y, progress_bar=False
+    )
+    for name in ("loc", "scale"):
+        np.testing.assert_allclose(ours.params[name], theirs.params[name], rtol=1e-5)
+    np.testing.assert_allclose(ours.losses, theirs.losses, rtol=1e-5)
+
+
+def test_svi_refuses_something_that_is_no_optimiser_naming_optax() -> None:
+    with pytest.raises(TypeError, match="optax"):
+        SVI(normal_model, plait_guide, "adam", Trace_ELBO())
+
+
+def test_update_stable_update_and_evaluate_use_numpyros_keys() -> None:
+    from numpyro.infer import SVI as NUMPYRO_SVI
+    from numpyro.infer import Trace_ELBO as NUMPYRO_TRACE_ELBO
+
+    model, guide = numpyro_pair()
+    theirs = NUMPYRO_SVI(model, guide, optax.sgd(0.01), NUMPYRO_TRACE_ELBO())
+    ours = SVI(normal_model, plait_guide, optax.sgd(0.01), Trace_ELBO())
+    ours_state, theirs_state = ours.init(random.key(3), Y), theirs.init(random.key(3), Y)
+    np.testing.assert_allclose(ours.evaluate(ours_state, Y), theirs.evaluate(theirs_state, Y))
+    for step in (ours.update, ours.stable_update):
+        ours_state, ours_loss = step(ours_state, Y)
+        theirs_state, theirs_loss = theirs.update(theirs_state, Y)
+        np.testing.assert_allclose(ours_loss, theirs_loss, rtol=1e-6)
+    np.testing.assert_allclose(
+        ours.get_params(ours_state)["loc"], theirs.get_params(theirs_state)["loc"], rtol=1e-6
+    )
+
+
+def test_svi_passes_static_kwargs_to_the_model_and_guide() -> None:
+    def scaled(y: Any, factor: float) -> None:
+        mu = plait.sample("mu", dist.Normal(0.0, PRIOR_SD))
+        with plait.plate("data", y.shape[0]):
+            plait.sample("y", dist.Normal(factor * mu, 1.0), obs=y)
+
+    def guide(y: Any, factor: float) -> None:
+        plait.sample("mu", dist.Normal(plait.param("loc", 0.0), 1.0))
+
+    svi = SVI(scaled, guide, optax.sgd(0.01), Trace_ELBO(), factor=2.0)
+    state = svi.init(random.key(0), Y)
+    _, loss = svi.update(state, Y)
+    expected = SVI(scaled, guide, optax.sgd(0.01), Trace_ELBO()).update(
+        SVI(scaled, guide, optax.sgd(0.01), Trace_ELBO()).init(random.key(0), Y, factor=2.0),
+        Y,
+        factor=2.0,
+    )[1]
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_model_reading_concrete_data_values_runs_under_svi() -> None:
+    def counts(y: Any) -> None:
+        k = int(np.max(y)) + 1  # every model of NumPyro's annotation example does this
+        probs = plait.sample("probs", dist.Dirichlet(jnp.ones(k)))
+        with plait.plate("data", y.shape[0]):
+            plait.sample("y", dist.Categorical(probs), obs=y)
+
+    y = np.array([0, 2, 1, 2, 2])  # NumPy data, as in NumPyro's example
+    guide = AutoDelta(counts, init_loc_fn=plait.infer.init_to_feasible)
+    svi = SVI(counts, guide, optax.adam(0.05), Trace_ELBO())
+    result = svi.run(random.key(0), 300, y, progress_bar=False)
+    # MAP of a Dirichlet(1, 1, 1) with counts (1, 1, 3): the frequencies.
+    np.testing.assert_allclose(result.params["probs_auto_loc"], [0.2, 0.2, 0.6], atol=0.02)
+    _, loss = svi.update(result.state, y)
+    assert jnp.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_a_changed_global_is_seen_by_the_next_run() -> None:
+    # The compiled loop is reused only when the traced computation is the same.
+    shift = {"value": 0.0}
+
+    def shifted(y: Any) -> None:
+        mu = plait.sample("mu", dist.Normal(0.0, 10.0))
+        with plait.plate("data", y.shape[0]):
+            plait.sample("y", dist.Normal(mu + shift["value"], 1.0), obs=y)
+
+    svi = SVI(shifted, AutoDelta(shifted), optax.adam(0.1), Trace_ELBO())
+    first = svi.run(random.key(0), 300, Y, progress_bar=False).params["mu_auto_loc"]
+    shift["value"] = 5.0
+    second = svi.run(random.key(0), 300, Y, progress_bar=False).params["mu_auto_loc"]
+    np.testing.assert_allclose(first - second, 5.0, atol=0.05)
+
+
+@pytest.mark.parametrize("model_init", [None, 3.0])
+def test_a_param_shared_by_model_and_guide_takes_the_guides_value(model_init: Any) -> None:
+    import numpyro
+    from numpyro.infer import SVI as NUMPYRO_SVI
+    from numpyro.infer import Trace_ELBO as NUMPYRO_TRACE_ELBO
+
+    def make(lib: Any) -> tuple[Any, Any]:
+        def model() -> None:
+            shared = (
+                lib.param("shared", model_init) if model_init is not None else lib.param("shared")
+            )
+            lib.sample("x", dist.Normal(shared, 1.0))
+
+        def guide() -> None:
+            shared = lib.param("shared", 1.5)
+            lib.sample("x", dist.Normal(shared, 1.0))
+
+        return model, guide
+
+    ours = SVI(*make(plait), optax.adam(0.1), Trace_ELBO())
+    theirs = NUMPYRO_SVI(*make(numpyro), optax.adam(0.1), NUMPYRO_TRACE_ELBO())
+    ours_params = ours.get_params(ours.init(random.key(0)))
+    theirs_params = theirs.get_params(theirs.init(random.key(0)))
+    assert float(ours_params["shared"]) == float(theirs_params["shared"]) == 1.5
+
+
+def test_run_needs_a_positive_number_of_steps() -> None:
+    svi = SVI(normal_model, plait_guide, optax.adam(0.1), Trace_ELBO())
+    with pytest.raises(ValueError, match="positive"):
+        svi.run(random.key(0), 0, Y)
+
+
+def test_forward_mode_differentiation_gives_the_reverse_mode_step() -> None:
+    svi = SVI(normal_model, plait_guide, optax.sgd(0.01), Trace_ELBO())
+    state = svi.init(random.key(0), Y)
+    reverse, _ = svi.update(state, Y)
+    forward, _ = svi.update(state, Y, forward_mode_differentiation=True)
+    np.testing.assert_allclose(
+        svi.get_params(forward)["loc"], svi.get_params(reverse)["loc"], rtol=1e-5
+    )

@@ -116,13 +116,19 @@ def test_discrete_latent_without_enumeration_support_is_a_clear_error() -> None:
         initialize_model(jax.random.key(0), counts)
 
 
-def test_discrete_latent_not_marked_for_enumeration_is_a_clear_error() -> None:
+def test_unmarked_discrete_latent_is_enumerated_with_numpyros_future_warning() -> None:
     def coin() -> None:
-        plait.sample("c", dist.Bernoulli(0.3))
-        plait.sample("x", dist.Normal(0.0, 1.0))
+        c = plait.sample("c", dist.Bernoulli(0.3))
+        plait.sample("x", dist.Normal(c, 1.0), obs=0.5)
 
-    with pytest.raises(SiteError, match=re.escape("'enumerate': 'parallel'")):
-        initialize_model(jax.random.key(0), coin)
+    with pytest.warns(FutureWarning, match=re.escape("enumerate the discrete latent site c")):
+        info = initialize_model(jax.random.key(0), coin)
+    # the potential sums the coin out: -log(0.7 N(0.5; 0, 1) + 0.3 N(0.5; 1, 1))
+    expected = -jnp.log(
+        0.7 * jnp.exp(dist.Normal(0.0, 1.0).log_prob(0.5))
+        + 0.3 * jnp.exp(dist.Normal(1.0, 1.0).log_prob(0.5))
+    )
+    np.testing.assert_allclose(info.potential_fn({}), expected, rtol=1e-6)
 
 
 def test_latent_delta_site_is_a_clear_error() -> None:

@@ -143,6 +143,7 @@ _SUBPACKAGES = {
     "infer": "plait-infer",
     "kernels": "plait-core",
     "nn": "plait-nn",
+    "viz": "plait-viz",
 }
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ if TYPE_CHECKING:
     from plait import infer as infer
     from plait import kernels as kernels
     from plait import nn as nn
+    from plait import viz as viz
 else:
 
     def __getattr__(name: str) -> ModuleType:

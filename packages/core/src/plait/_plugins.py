@@ -282,3 +282,24 @@ def infer_discrete(
         rng_key=rng_key,
     )
     return result
+
+
+def enumerate_sites(fn: Callable[..., Any], first_available_dim: int) -> Callable[..., Any] | None:
+    """What the ``plait_enumerate`` hook answers: ``fn`` with its sites marked
+    ``infer={"enumerate": "parallel"}`` enumerated from ``first_available_dim``; ``None``
+    when no plugin answers (plait-enum is not installed).
+
+    Example:
+        >>> import numpyro.distributions as dist
+        >>> import plait
+        >>> from plait.handlers import trace
+        >>> def guide():
+        ...     plait.sample("z", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+        >>> enumerated = plait.hooks.enumerate_sites(guide, first_available_dim=-1)  # plait-enum
+        >>> trace(enumerated).get_trace()["z"].value.tolist()
+        [0.0, 1.0]
+    """
+    result: Callable[..., Any] | None = plugin_manager().hook.plait_enumerate(
+        fn=fn, first_available_dim=first_available_dim
+    )
+    return result

@@ -146,6 +146,30 @@ def plait_infer_discrete(
     raise NotImplementedError
 
 
+@hookspec(firstresult=True)
+def plait_enumerate(
+    fn: Callable[..., Any], first_available_dim: int
+) -> Callable[..., Any] | None:
+    """``fn`` with its sites marked ``infer={"enumerate": "parallel"}`` enumerated: each
+    such site takes its whole support as its value, on a batch dim of its own.
+
+    Called: by ``plait.infer.TraceEnum_ELBO`` on a guide that enumerates sites, once per
+    evaluation, in Python at trace time.
+
+    Args:
+        fn: the model or guide.
+        first_available_dim: the rightmost batch dim free for enumeration (negative, left
+            of every plate).
+
+    Returns: the wrapped function (NumPyro's ``enum(fn, first_available_dim)``), or
+    ``None`` to let another implementation answer; plait-enum answers with
+    :class:`plait.enum.enum`.
+
+    Must not: run ``fn`` (the caller runs the result under its own handlers).
+    """
+    raise NotImplementedError
+
+
 @hookspec(historic=True)
 def plait_addhooks(pluginmanager: pluggy.PluginManager) -> None:
     """Add hook specifications of a plugin's own, for other plugins to implement.

@@ -23,10 +23,14 @@ from plait.control_flow._cache import CacheInfo as CacheInfo
 from plait.control_flow._cache import cache_clear as _cache_clear
 from plait.control_flow._cache import cache_info as _cache_info
 from plait.control_flow._cache import set_cache_enabled as _set_cache_enabled
+from plait.control_flow._cond import cond as cond
+from plait.control_flow._cond import switch as switch
 from plait.control_flow._errors import ControlFlowError as ControlFlowError
 from plait.control_flow._errors import ControlFlowIndexError as ControlFlowIndexError
 from plait.control_flow._errors import ControlFlowTypeError as ControlFlowTypeError
 from plait.control_flow._scan import scan as scan
+from plait.control_flow._while import fori_loop as fori_loop
+from plait.control_flow._while import while_loop as while_loop
 
 __all__ = [
     "CacheInfo",
@@ -34,10 +38,14 @@ __all__ = [
     "ControlFlowIndexError",
     "ControlFlowTypeError",
     "__version__",
+    "cond",
+    "fori_loop",
     "scan",
     "scan_cache_clear",
     "scan_cache_info",
     "set_scan_cache",
+    "switch",
+    "while_loop",
 ]
 
 

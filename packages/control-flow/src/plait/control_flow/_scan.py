@@ -17,6 +17,7 @@ from plait.control_flow._errors import (
     ControlFlowTypeError,
 )
 from plait.control_flow._loop import LoopSpec, run_loop
+from plait.control_flow._sites import PRIMITIVE
 from plait.control_flow._step import active_context
 
 __all__ = ["scan"]
@@ -182,6 +183,7 @@ def scan(
         return result.carry, result.ys
     request = _Request(f, init, xs, length, reverse, history, name)
     msg = Message(type="control_flow", kwargs={"rng_key": None})
+    msg.stash[PRIMITIVE] = "scan"
     msg.fn = functools.partial(_run_claimed, msg, request)
     apply_stack(msg)
     value = msg.value

@@ -21,12 +21,44 @@ import numpy as np
 from plait import InferDict, Message, PlateFrame, Stash, StashKey, Trace
 from plait.errors import SiteError
 
-__all__ = ["STACKED", "SitePayload", "SiteSkeleton", "split_trace", "stacked_sites"]
+__all__ = [
+    "ACCUMULATED",
+    "PRIMITIVE",
+    "STACKED",
+    "LoopSite",
+    "SitePayload",
+    "SiteSkeleton",
+    "split_trace",
+    "stacked_sites",
+]
 
 STACKED: StashKey[int] = StashKey()
 """On the sites a loop sends after it ran, stacked over a leading time dim: the number of
 steps stacked. The one mark of a loop's sites; handlers never need it (the handlers that act
 inside a loop do not see these sites, see :meth:`plait.Messenger.for_control_flow`)."""
+
+PRIMITIVE: StashKey[str] = StashKey()
+"""On a ``control_flow`` message: the primitive that sent it (``"scan"``, ``"cond"`` for
+``cond`` and ``switch``, ``"while_loop"`` for ``while_loop`` and ``fori_loop`` with traced
+bounds), for handlers that treat them differently."""
+
+
+class LoopSite(NamedTuple):
+    """Where a site that a loop of unknown length sent comes from.
+
+    Fields:
+        loop: the body function's name.
+        distribution: the class name of the body site's distribution.
+    """
+
+    loop: str
+    distribution: str
+
+
+ACCUMULATED: StashKey[LoopSite] = StashKey()
+"""On the sites a ``while_loop`` (or a ``fori_loop`` with traced bounds) sends after it ran:
+an observed site whose distribution is a :class:`plait.Unit` carrying the body site's log
+density summed over the iterations; the mark says which loop and distribution."""
 
 _STACKED_TYPES = frozenset({"sample", "deterministic", "param", "mutable"})
 

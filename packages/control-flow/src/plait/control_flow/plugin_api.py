@@ -44,10 +44,19 @@ Example:
 """
 
 from plait.control_flow._body import StepResult as StepResult
+from plait.control_flow._branch import BranchResult as BranchResult
+from plait.control_flow._branch import BranchStep as BranchStep
 from plait.control_flow._call import ScanCall as ScanCall
 from plait.control_flow._call import ScanHandler as ScanHandler
 from plait.control_flow._call import ScanResult as ScanResult
+from plait.control_flow._cond_call import CondCall as CondCall
+from plait.control_flow._cond_call import CondHandler as CondHandler
+from plait.control_flow._cond_call import CondResult as CondResult
+from plait.control_flow._select import BranchDistribution as BranchDistribution
+from plait.control_flow._sites import ACCUMULATED as ACCUMULATED
+from plait.control_flow._sites import PRIMITIVE as PRIMITIVE
 from plait.control_flow._sites import STACKED as STACKED
+from plait.control_flow._sites import LoopSite as LoopSite
 from plait.control_flow._sites import SitePayload as SitePayload
 from plait.control_flow._sites import SiteSkeleton as SiteSkeleton
 from plait.control_flow._sites import split_trace as split_trace
@@ -56,7 +65,16 @@ from plait.control_flow._step import ScanContext as ScanContext
 from plait.control_flow._step import current_loop as current_loop
 
 __all__ = [
+    "ACCUMULATED",
+    "PRIMITIVE",
     "STACKED",
+    "BranchDistribution",
+    "BranchResult",
+    "BranchStep",
+    "CondCall",
+    "CondHandler",
+    "CondResult",
+    "LoopSite",
     "ScanCall",
     "ScanContext",
     "ScanHandler",

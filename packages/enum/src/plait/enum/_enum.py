@@ -9,7 +9,8 @@ from contextvars import Token
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from plait import Message, Messenger
-from plait.control_flow.plugin_api import ScanCall, ScanResult
+from plait.control_flow.plugin_api import CondCall, CondResult, ScanCall, ScanResult
+from plait.enum._cond import run_enumerated_cond
 from plait.enum._dims import _STATE, DimState
 from plait.enum._keys import DIM_NAMES
 from plait.enum._scan_run import enumerates, run_enumerated_scan
@@ -139,6 +140,12 @@ class enum(Messenger[P, R]):
             return proceed(call)
         self.state.choose_first_dim(call.plates)
         return run_enumerated_scan(call, self.state)
+
+    def run_cond(self, call: CondCall, proceed: Callable[[CondCall], CondResult]) -> CondResult:
+        """A ``cond``/``switch`` whose index is an enumerated site, or whose branches have
+        discrete sites, is summed out: every branch evaluated with its discrete sites
+        enumerated, combined per value of the index (see ``_cond.py``)."""
+        return run_enumerated_cond(call, self.state, proceed)
 
 
 @overload

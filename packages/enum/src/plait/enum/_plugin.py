@@ -2,7 +2,8 @@
 
 ``plait_log_density`` runs the model once under ``enum``: enumerated sites are summed out,
 and a run that enumerated nothing is summed plainly (so the model never runs twice).
-``plait_infer_discrete`` answers with :func:`plait.enum.infer_discrete`.
+``plait_enumerate`` answers with :class:`plait.enum.enum` and ``plait_infer_discrete``
+with :func:`plait.enum.infer_discrete`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def plait_log_density(
     from plait.enum._log_density import maybe_log_density
 
     return maybe_log_density(model, model_args, model_kwargs, params)
+
+
+@hookimpl
+def plait_enumerate(fn: Callable[..., Any], first_available_dim: int) -> Callable[..., Any]:
+    from plait.enum import enum
+
+    return enum(fn, first_available_dim=first_available_dim)
 
 
 @hookimpl

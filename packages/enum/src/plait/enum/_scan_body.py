@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from plait import Message, Messenger
+from plait.control_flow.plugin_api import PRIMITIVE, CondCall, CondResult
+from plait.enum._cond import run_enumerated_cond
 from plait.enum._dims import DimState
 from plait.enum._keys import DIM_NAMES
 from plait.enum._site_enum import (
@@ -48,12 +51,17 @@ class enum_body(Messenger[..., Any]):
         msg.stash[DIM_NAMES] = self.state.visible()
 
     def process_control_flow(self, msg: Message) -> None:
+        if msg.stash.get(PRIMITIVE) == "cond":  # summed out in the step (run_cond)
+            return
         raise SiteError(
             None,
             "a scan inside the body of an enumerated scan is not supported: plait-enum sums "
             "one time axis per scan. Enumerate the outer scan's sites only, or flatten the "
             "loops into one scan.",
         )
+
+    def run_cond(self, call: CondCall, proceed: Callable[[CondCall], CondResult]) -> CondResult:
+        return run_enumerated_cond(call, self.state, proceed, self.prefix)
 
 
 class _detect(Messenger[..., Any]):

@@ -20,6 +20,10 @@ from plait.errors import SiteError
 
 __all__ = ["name_axes", "plates_of", "promote_fn", "site_log_factor", "to_factor"]
 
+DATA_DIM = "<data>"
+"""The name of a dim that only an observation spans (``obs`` wider than the site's
+distribution and plates, NumPyro's iid-data idiom): the factor is summed over it."""
+
 
 def _broadcast_log_prob(msg: Message) -> Array:
     """``log_prob(value)`` of a sample site, broadcast to its full batch shape."""
@@ -77,12 +81,15 @@ def name_axes(
 ) -> list[str | None]:
     """The name of each of the last ``len(shape) - leading`` dims of a site's log-density.
 
-    ``None`` marks a size-1 dim (dropped).
+    ``None`` marks a size-1 dim (dropped); ``DATA_DIM`` a dim of an observed site that
+    only its observation spans (summed, as the plain log density sums it).
 
     Raises:
-        SiteError: a dim of size > 1 is neither a plate nor a visible enumerated variable.
+        SiteError: a dim of size > 1 is neither a plate, nor a visible enumerated
+            variable, nor a dim of the observation alone.
     """
     plate_of = {f.dim: f.name for f in msg.cond_indep_stack}
+    fn_batch = tuple(msg.fn.batch_shape) if msg.is_observed else ()
     names: list[str | None] = []
     rank = len(shape) - leading
     for k in range(rank):
@@ -94,6 +101,9 @@ def name_axes(
             names.append(None)
         elif dim in dim_names:
             names.append(dim_names[dim])
+        elif msg.is_observed and (-dim > len(fn_batch) or fn_batch[dim] == 1):
+            # No parameter of the distribution (so no enumerated value) varies along it.
+            names.append(DATA_DIM)
         else:
             plates = ", ".join(f"'{f.name}' (dim {f.dim})" for f in msg.cond_indep_stack)
             raise SiteError(
@@ -110,8 +120,13 @@ def name_axes(
 def to_factor(
     array: Array, names: list[str | None], ordinal: frozenset[str], leading: tuple[str, ...] = ()
 ) -> Factor:
-    """Drop the unnamed (size-1) dims of ``array`` and name the rest."""
+    """Sum the ``DATA_DIM`` dims of ``array``, drop its unnamed (size-1) dims and name the
+    rest."""
     lead = len(leading)
+    data = tuple(lead + k for k, n in enumerate(names) if n == DATA_DIM)
+    if data:
+        array = jnp.sum(array, axis=data, keepdims=True)
+        names = [None if n == DATA_DIM else n for n in names]
     drop = tuple(lead + k for k, n in enumerate(names) if n is None)
     if drop:
         array = jnp.squeeze(array, drop)

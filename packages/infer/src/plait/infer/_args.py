@@ -7,6 +7,7 @@ static key (so a new size recompiles, as it must).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,13 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["StaticArgs", "merge_args", "split_args"]
+__all__ = [
+    "CONCRETE_VALUE_ERRORS",
+    "StaticArgs",
+    "args_digest",
+    "merge_args",
+    "split_args",
+]
 
 
 class _ById:
@@ -88,3 +95,37 @@ def merge_args(
 
 def _unwrap(leaf: Hashable) -> Any:
     return leaf.value if isinstance(leaf, _ById) else leaf
+
+
+CONCRETE_VALUE_ERRORS: tuple[type[Exception], ...] = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+"""What JAX raises when a model reads a concrete value from a traced argument
+(``int(np.max(y))``, ``if y.sum() > 0:``): then the arguments must be constants."""
+
+
+def args_digest(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Hashable:
+    """A key equal for arguments of equal content (array bytes, shapes and dtypes, the
+    other leaves by value or identity), for caching programs that hold them as constants.
+
+    Example:
+        >>> import numpy as np
+        >>> args_digest((np.ones(3),), {}) == args_digest((np.ones(3),), {})
+        True
+        >>> args_digest((np.ones(3),), {}) == args_digest((np.zeros(3),), {})
+        False
+    """
+    leaves, treedef = jax.tree_util.tree_flatten((tuple(args), dict(kwargs)))
+    h = hashlib.sha1(usedforsecurity=False)
+    others: list[Hashable] = []
+    for leaf in leaves:
+        if isinstance(leaf, jax.Array | np.ndarray | np.generic):
+            arr = np.asarray(leaf)
+            h.update(f"{arr.dtype}{arr.shape}".encode())
+            h.update(arr.tobytes())
+        else:
+            others.append(_hashable(leaf) if not isinstance(leaf, float) else ("float", leaf))
+    return (treedef, h.hexdigest(), tuple(others))

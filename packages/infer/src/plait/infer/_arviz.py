@@ -18,8 +18,9 @@ def to_arviz(mcmc: MCMC) -> Any:
     """The run of ``mcmc`` as an ``arviz.InferenceData``.
 
     Groups: ``posterior`` (every latent and deterministic site, ``(chain, draw, ...)``),
-    ``sample_stats`` (``lp`` = minus the potential energy, ``diverging``,
-    ``acceptance_rate``, ``n_steps``, ``tree_depth``) and ``observed_data``.
+    ``sample_stats`` (of the collected fields: ``lp`` = minus the potential energy,
+    ``diverging``, ``acceptance_rate``, ``n_steps``, ``step_size``, and any other
+    extra field under its own name) and ``observed_data``.
 
     Raises:
         PlaitError: ArviZ is not installed.
@@ -31,17 +32,23 @@ def to_arviz(mcmc: MCMC) -> Any:
             "MCMC.to_arviz() needs ArviZ: pip install 'plait-infer[arviz]' (or arviz)."
         ) from error
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    stats = {
-        "lp": -extra["potential_energy"],
-        "diverging": extra["diverging"].astype(bool),
-        "acceptance_rate": extra["accept_prob"],
-        "n_steps": extra["num_steps"],
-        "tree_depth": extra["tree_depth"],
+    renames = {
+        "potential_energy": "lp",
+        "accept_prob": "acceptance_rate",
+        "num_steps": "n_steps",
+        "adapt_state.step_size": "step_size",
     }
-    observed = {k: np.asarray(v) for k, v in mcmc.observed.items()}
+    stats = {}
+    for name, value in mcmc.get_extra_fields(group_by_chain=True).items():
+        value = np.asarray(value)
+        if name == "potential_energy":
+            value = -value
+        elif name == "diverging":
+            value = value.astype(bool)
+        stats[renames.get(name, name)] = value
+    observed = {k: np.asarray(v) for k, v in mcmc.observed_data().items()}
     return az.from_dict(
         posterior=samples,
-        sample_stats=stats,
+        sample_stats=stats or None,
         observed_data=observed or None,
     )

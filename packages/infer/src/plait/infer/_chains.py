@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, PartitionSpec
-
-from plait.errors import SiteError
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "CHAINS",
     "CHAIN_AXIS",
     "chain_mesh",
-    "first_draws",
     "gathered",
     "over_chains",
-    "per_chain",
+    "place_chains",
     "take_chain",
     "vmap_chains",
 ]
@@ -39,10 +35,12 @@ def chain_mesh(num_chains: int) -> Mesh | None:
     n = max(d for d in range(1, len(devices) + 1) if num_chains % d == 0)
     if n == 1:
         warnings.warn(
-            f"chain_method='parallel' found {len(devices)} device(s) for {num_chains} "
-            "chains; running the chains vectorised on one device.",
+            f"There are not enough devices to run parallel chains: expected {num_chains} but "
+            f"got {len(devices)}. Chains will be drawn sequentially. If you are running MCMC "
+            "on CPU, consider jax.config.update('jax_num_cpu_devices', "
+            f"{num_chains}) at the beginning of your program.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
         return None
     return Mesh(np.array(devices[:n]), (CHAIN_AXIS,))
@@ -65,33 +63,6 @@ def over_chains(
         # BlackJAX's NUTS mixes replicated and per-chain values in its lax.cond.
         check_vma=False,
     )
-
-
-def per_chain(
-    init_params: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], num_chains: int
-) -> dict[str, Array]:
-    """Unconstrained starting values with a leading chain dim (broadcast if shared)."""
-    missing = sorted(set(shapes) - set(init_params))
-    if missing:
-        raise SiteError(
-            missing[0],
-            f"init_params has no value for the latent site(s) {missing}; give unconstrained "
-            "values for every continuous latent, or use NUTS(model, init_strategy="
-            "init_to_value(values=...)) to start some of them.",
-        )
-    out: dict[str, Array] = {}
-    for name, shape in shapes.items():
-        value = jnp.asarray(init_params[name])
-        if value.shape == shape:
-            value = jnp.broadcast_to(value, (num_chains, *shape))
-        elif value.shape != (num_chains, *shape):
-            raise SiteError(
-                name,
-                f"init_params['{name}'] has shape {value.shape}; expected the site's "
-                f"unconstrained shape {shape}, or {(num_chains, *shape)} with one value per chain.",
-            )
-        out[name] = value
-    return out
 
 
 def vmap_chains(fn: Callable[..., Any], in_axes: tuple[int | None, ...]) -> Callable[..., Any]:
@@ -117,11 +88,6 @@ def vmap_chains(fn: Callable[..., Any], in_axes: tuple[int | None, ...]) -> Call
     return mapped
 
 
-def first_draws(chunk: Array, done: int) -> np.ndarray:
-    """The first ``done`` draws of a chunk shaped ``(chain, step, ...)``, in NumPy."""
-    return np.asarray(gathered(chunk))[:, :done]
-
-
 def gathered(tree: Any) -> Any:
     """``tree`` with each array that spans other processes' devices gathered into this
     process (``multihost_utils.process_allgather``); other leaves as they are.
@@ -131,13 +97,40 @@ def gathered(tree: Any) -> Any:
     """
 
     def fetch(leaf: Any) -> Any:
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            return jnp.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-        return leaf
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return leaf
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):  # typed keys: gather their bits
+            bits = multihost_utils.process_allgather(jax.random.key_data(leaf), tiled=True)
+            return jax.random.wrap_key_data(jnp.asarray(bits), impl=jax.random.key_impl(leaf))
+        return jnp.asarray(multihost_utils.process_allgather(leaf, tiled=True))
 
     return jax.tree_util.tree_map(fetch, tree)
 
 
-def take_chain(tree: Any, chain: int) -> Any:
-    """Chain ``chain`` of a chain-batched tree, keeping a chain axis of size one."""
-    return jax.tree_util.tree_map(lambda a: a[chain : chain + 1], tree)
+def take_chain(tree: Any, chain: int, keep_axis: bool = True) -> Any:
+    """Chain ``chain`` of a chain-batched tree, keeping a chain axis of size one (or
+    dropping it)."""
+    if keep_axis:
+        return jax.tree_util.tree_map(lambda a: a[chain : chain + 1], tree)
+    return jax.tree_util.tree_map(lambda a: a[chain], tree)
+
+
+def place_chains(tree: Any, mesh: Mesh | None) -> Any:
+    """Put a chain-batched tree on ``mesh``, chains split over its devices (as is when
+    ``mesh`` is ``None``)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, CHAINS)
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    # Over several processes (jax.distributed) each holds the whole tree (see gathered):
+    # every process builds the global array from the rows of its own devices.
+    def place(leaf: Any) -> Any:
+        if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
+            bits = place(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(bits, impl=jax.random.key_impl(leaf))
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree_util.tree_map(place, tree)

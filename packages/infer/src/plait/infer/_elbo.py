@@ -1,51 +1,79 @@
-"""Evidence lower bounds: ``Trace_ELBO`` and ``TraceEnum_ELBO``."""
+"""The ELBO base class and ``Trace_ELBO`` (NumPyro's, with mutable state, several
+particles, multi-sample guides and per-site terms)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, TypeAlias, TypedDict
 
 import jax
 import jax.numpy as jnp
 from jax import Array, random
 
-from plait import ControlFlowStep, Message, Messenger, Trace
-from plait.errors import SiteError
-from plait.handlers import replay, seed
-from plait.infer._log_density import log_density, sum_log_density
-
-__all__ = ["ELBO", "TraceEnum_ELBO", "Trace_ELBO"]
-
-TRACE_ELBO_HINT: Final = (
-    "Trace_ELBO does not enumerate: use TraceEnum_ELBO (with plait-enum installed) to sum "
-    "it out, or draw the site in the guide."
+from plait import Trace
+from plait.handlers import replay, seed, substitute
+from plait.infer._elbo_checks import (
+    GUIDE_ENUM_HINT,
+    TRACE_ELBO_HINT,
+    check_model_guide_match,
+    check_reparameterised,
+    guide_covers,
+    validate_model,
 )
-GUIDE_ENUM_HINT: Final = (
-    "plait's ELBOs enumerate model sites only: draw this guide site (drop its 'enumerate' "
-    "option) or move the enumeration to the model."
-)
+from plait.infer._log_density import _refuse_enumeration
+from plait.infer._log_probs import compute_log_probs
+
+__all__ = ["ELBO", "LossWithMutableState", "Trace_ELBO"]
+
+Loss: TypeAlias = Array | dict[str, Array]
+MapFn: TypeAlias = Callable[[Callable[[Array], Any], Array], Any]
+
+
+class LossWithMutableState(TypedDict):
+    """What :meth:`ELBO.loss_with_mutable_state` returns."""
+
+    loss: Loss
+    mutable_state: dict[str, Any] | None
+
+
+def _apply_vmap(fn: Callable[[Array], Any], keys: Array) -> Any:
+    return jax.vmap(fn)(keys)
 
 
 class ELBO:
-    """The negative evidence lower bound ``-E_q[log p(x, z) - log q(z)]`` of a model and
-    guide, estimated with ``num_particles`` draws from the guide (averaged).
+    """Base of the evidence lower bounds: minus the ELBO, estimated from
+    ``num_particles`` draws of the guide.
 
-    Subclasses say how the model's log density is computed.
+    Args:
+        num_particles: the number of draws (particles) averaged.
+        vectorize_particles: ``True`` maps the particles with ``jax.vmap``, ``False``
+            with ``jax.lax.map``; a callable ``(fn, keys) -> results`` maps them yourself.
+
+    Subclasses implement :meth:`loss` or :meth:`loss_with_mutable_state`.
     """
 
-    def __init__(self, num_particles: int = 1) -> None:
+    can_infer_discrete = False
+    """Whether the ELBO handles discrete latent sites (enumerated or score-function)."""
+
+    def __init__(self, num_particles: int = 1, vectorize_particles: bool | MapFn = True) -> None:
         if num_particles < 1:
             raise ValueError(f"num_particles must be at least 1, got {num_particles}.")
         self.num_particles = num_particles
+        self.vectorize_particles = vectorize_particles
+        self.vectorize_particles_fn = self._assign_vectorize_particles_fn(vectorize_particles)
 
-    def _model_log_density(
-        self,
-        model: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        params: Mapping[str, Any],
-    ) -> tuple[Array, Trace]:
-        raise NotImplementedError
+    @staticmethod
+    def _assign_vectorize_particles_fn(vectorize_particles: bool | MapFn) -> MapFn:
+        if vectorize_particles is True:
+            return _apply_vmap
+        if vectorize_particles is False:
+            return jax.lax.map
+        if callable(vectorize_particles):
+            return vectorize_particles
+        raise ValueError(
+            f"vectorize_particles needs to be a boolean or a callable, got {vectorize_particles!r}."
+        )
 
     def loss(
         self,
@@ -55,94 +83,78 @@ class ELBO:
         guide: Callable[..., Any],
         *args: Any,
         **kwargs: Any,
-    ) -> Array:
-        """The loss (negative ELBO) at the constrained params ``param_map``."""
+    ) -> Loss:
+        """Minus the ELBO at the constrained params ``param_map``."""
+        return self.loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)[
+            "loss"
+        ]
 
-        def particle(key: Array) -> Array:
-            return self._elbo_particle(key, param_map, model, guide, args, kwargs)
-
-        if self.num_particles == 1:
-            return -particle(rng_key)
-        return -jnp.mean(jax.vmap(particle)(random.split(rng_key, self.num_particles)))
-
-    def _elbo_particle(
+    def loss_with_mutable_state(
         self,
         rng_key: Array,
         param_map: Mapping[str, Any],
         model: Callable[..., Any],
         guide: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-    ) -> Array:
-        guide_key, model_key = random.split(rng_key)
-        guide_log_density, guide_trace = sum_log_density(
-            seed(guide, guide_key), args, kwargs, param_map, enumeration_hint=GUIDE_ENUM_HINT
-        )
-        _check_reparameterised(guide_trace)
-        replayed = replay(seed(model, model_key), trace=guide_trace)
-        checked = _guide_covers(replayed, guide_trace=guide_trace)
-        model_log_density, _ = self._model_log_density(checked, args, kwargs, param_map)
-        return model_log_density - guide_log_density
+        *args: Any,
+        **kwargs: Any,
+    ) -> LossWithMutableState:
+        """Like :meth:`loss`, also returning the new values of the ``mutable`` sites."""
+        raise NotImplementedError(f"{type(self).__name__} does not support mutable state.")
+
+    def _particles(
+        self, rng_key: Array, single: Callable[[Array], tuple[Loss, dict[str, Any] | None]]
+    ) -> LossWithMutableState:
+        """Minus the mean of ``single``'s ELBOs over the particles (NumPyro's order)."""
+        if self.num_particles == 1:
+            elbo, mutable_state = single(rng_key)
+            return {"loss": jax.tree.map(jnp.negative, elbo), "mutable_state": mutable_state}
+        keys = random.split(rng_key, self.num_particles)
+        elbos, mutable_state = self.vectorize_particles_fn(single, keys)
+        return {
+            "loss": jax.tree.map(lambda x: -jnp.mean(x), elbos),
+            "mutable_state": mutable_state,
+        }
 
 
-def _check_reparameterised(guide_trace: Trace) -> None:
-    """The ELBO's gradient is a pathwise one: a guide site without a reparameterised
-    sampler (a discrete one, say) would give silently wrong gradients, so it is refused."""
-    for name, site in guide_trace.items():
-        if site.type != "sample" or site.is_observed:
-            continue
-        if not getattr(site.fn, "has_rsample", True):
-            raise SiteError(
-                name,
-                f"guide site '{name}' samples from {type(site.fn).__name__}, which has no "
-                "reparameterised sampler, so the ELBO gradient through it would be wrong. "
-                "Sum the variable out in the model instead (infer={'enumerate': 'parallel'} "
-                "with TraceEnum_ELBO) and leave it out of the guide.",
-            )
+def mutable_values(tr: Trace) -> dict[str, Any]:
+    """The values of the ``mutable`` sites of ``tr``."""
+    return {name: site.value for name, site in tr.items() if site.type == "mutable"}
 
 
-class _guide_covers(Messenger[..., Any]):
-    """Raise at a latent model site that would be drawn from its prior: no value from the
-    guide (``replay``) or any other handler, and not enumerated."""
+def _mutable_result(mutable_params: dict[str, Any], num_particles: int) -> dict[str, Any] | None:
+    if not mutable_params:
+        return None
+    if num_particles == 1:
+        return mutable_params
+    warnings.warn("mutable state is currently ignored when num_particles > 1.", stacklevel=5)
+    return None
 
-    def __init__(
-        self,
-        fn: Callable[..., Any] | None = None,
-        *,
-        guide_trace: Trace,
-        site_name: Callable[[Message], str | None] | None = None,
-    ) -> None:
-        self.guide_trace = guide_trace
-        self.site_name = site_name
-        super().__init__(fn)
 
-    def process_sample(self, msg: Message) -> None:
-        if (
-            msg.value is not None
-            or msg.is_observed
-            or msg.infer.get("enumerate") == "parallel"
-            or msg.infer.get("is_auxiliary")
-        ):
-            return
-        name = self.site_name(msg) if self.site_name is not None else msg.name
-        if name in self.guide_trace:
-            return
-        latents = [n for n, s in self.guide_trace.items() if s.type == "sample"]
-        raise SiteError(
-            name,
-            f"site '{name}' is a latent of the model, but the guide has no site '{name}' (the "
-            f"guide's sample sites: {latents}). Add sample('{name}', ...) to the guide, use "
-            "an autoguide (AutoNormal(model)), or, for a discrete site, mark it for "
-            "enumeration and use TraceEnum_ELBO.",
-        )
-
-    def for_control_flow(self, step: ControlFlowStep) -> Messenger[Any, Any]:
-        return _guide_covers(guide_trace=self.guide_trace, site_name=step.site_name)
+def elbo_terms(
+    model_log_probs: Mapping[str, Array], guide_log_probs: Mapping[str, Array], sum_sites: bool
+) -> Loss:
+    """``log p - log q`` per site (0 where one side lacks the site), summed or not."""
+    names = list(dict.fromkeys([*model_log_probs, *guide_log_probs]))
+    terms = {
+        name: model_log_probs.get(name, jnp.array(0.0)) - guide_log_probs.get(name, jnp.array(0.0))
+        for name in names
+    }
+    if sum_sites:
+        return sum(terms.values(), start=jnp.array(0.0))
+    return terms
 
 
 class Trace_ELBO(ELBO):
-    """The ELBO with the model's log density summed over its sites (NumPyro's
-    ``Trace_ELBO``); guides must be reparameterisable.
+    """The ELBO summed over the sites of the guide and the model replayed against it
+    (NumPyro's ``Trace_ELBO``); guide sites must be reparameterisable.
+
+    Args:
+        num_particles: the number of particles averaged.
+        vectorize_particles: map the particles with ``jax.vmap`` (``True``),
+            ``jax.lax.map`` (``False``) or your own ``(fn, keys)`` callable.
+        multi_sample_guide: the guide draws several samples per site along a leading
+            dim; the model runs once per sample (``vmap``) and their terms are summed.
+        sum_sites: sum the per-site terms (else the loss is a dict by site name).
 
     Example:
         >>> import jax
@@ -156,39 +168,78 @@ class Trace_ELBO(ELBO):
         True
     """
 
-    def _model_log_density(
+    def __init__(
         self,
-        model: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        params: Mapping[str, Any],
-    ) -> tuple[Array, Trace]:
-        return sum_log_density(model, args, kwargs, params, enumeration_hint=TRACE_ELBO_HINT)
+        num_particles: int = 1,
+        vectorize_particles: bool | MapFn = True,
+        multi_sample_guide: bool = False,
+        sum_sites: bool = True,
+    ) -> None:
+        self.multi_sample_guide = multi_sample_guide
+        self.sum_sites = sum_sites
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
 
-
-class TraceEnum_ELBO(ELBO):
-    """The ELBO with the model's enumerated discrete sites summed out exactly.
-
-    The model side goes through :func:`plait.infer.log_density`, so plait-enum's
-    contraction (tensor variable elimination, and the time-parallel contraction of an
-    enumerated ``scan``) computes it: with an empty guide the loss is exactly
-    ``-log p(x)``. Guide sites are drawn, never enumerated.
-
-    Example:
-        >>> import jax
-        >>> import numpyro.distributions as dist
-        >>> from plait import sample
-        >>> from plait.infer import TraceEnum_ELBO
-        >>> model = lambda: sample("x", dist.Normal(0.0, 1.0), obs=0.0)
-        >>> round(float(TraceEnum_ELBO().loss(jax.random.key(0), {}, model, lambda: None)), 4)
-        0.9189
-    """
-
-    def _model_log_density(
+    def loss_with_mutable_state(
         self,
+        rng_key: Array,
+        param_map: Mapping[str, Any],
         model: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        params: Mapping[str, Any],
-    ) -> tuple[Array, Trace]:
-        return log_density(model, args, kwargs, params)
+        guide: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> LossWithMutableState:
+        def single(key: Array) -> tuple[Loss, dict[str, Any] | None]:
+            params = dict(param_map)
+            model_seed, guide_seed = random.split(key)
+            guided = _refuse_enumeration(seed(guide, guide_seed), hint=GUIDE_ENUM_HINT)
+            guide_log_probs, guide_trace = compute_log_probs(guided, args, kwargs, param_map)
+            check_reparameterised(guide_trace, "Trace_ELBO")
+            mutable_params = mutable_values(guide_trace)
+            params.update(mutable_params)
+            if self.multi_sample_guide:
+                model_log_probs = _multi_sample_log_probs(
+                    model, model_seed, guide_trace, params, args, kwargs
+                )
+            else:
+                replayed = replay(seed(model, model_seed), trace=guide_trace)
+                checked = _refuse_enumeration(
+                    guide_covers(replayed, guide_trace=guide_trace), hint=TRACE_ELBO_HINT
+                )
+                model_log_probs, model_trace = compute_log_probs(checked, args, kwargs, params)
+                check_model_guide_match(model_trace, guide_trace)
+                validate_model(model_trace)
+                mutable_params.update(mutable_values(model_trace))
+            elbo = elbo_terms(model_log_probs, guide_log_probs, self.sum_sites)
+            return elbo, _mutable_result(mutable_params, self.num_particles)
+
+        return self._particles(rng_key, single)
+
+
+def _multi_sample_log_probs(
+    model: Callable[..., Any],
+    model_seed: Array,
+    guide_trace: Trace,
+    params: Mapping[str, Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> dict[str, Array]:
+    """The model's site log densities summed over the guide's leading sample dim."""
+    plates = {name: site.value for name, site in guide_trace.items() if site.type == "plate"}
+    num_samples = next(
+        (int(jnp.shape(s.value)[0]) for s in guide_trace.values() if s.type == "sample"), None
+    )
+    if num_samples is None:
+        raise ValueError("Trace_ELBO(multi_sample_guide=True): the guide has no sample sites.")
+    latents = {
+        name: site.value
+        for name, site in guide_trace.items()
+        if (site.type == "sample" and jnp.size(site.value) > 0) or site.type == "deterministic"
+    }
+
+    def one(key: Array, latent: Mapping[str, Any]) -> dict[str, Array]:
+        with seed(rng_seed=key), substitute(data={**latent, **plates}):
+            log_probs, _ = compute_log_probs(model, args, kwargs, params)
+        return log_probs
+
+    per_sample = jax.vmap(one)(random.split(model_seed, num_samples), latents)
+    return {name: jnp.sum(v, axis=0) for name, v in per_sample.items()}

@@ -11,9 +11,11 @@ NumPyro's do: ``init_strategy=init_to_uniform(radius=1.0)``.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
+import jax
 import jax.numpy as jnp
 from jax import random
 
@@ -42,6 +44,19 @@ def is_continuous_latent(msg: Message) -> bool:
     return support is not None and not support.is_discrete
 
 
+def _keeps_value(site: Message, strategy: str) -> bool:
+    """Whether a continuous latent already has a value (set by a handler inside), which
+    the strategy keeps, warning as NumPyro does."""
+    if site.value is None:
+        return False
+    warnings.warn(
+        f"{strategy}() skipping initialization of site '{site.name}' which already stores a value.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return True
+
+
 def _key_and_shape(msg: Message) -> tuple[Any, tuple[int, ...]]:
     key = msg.kwargs.get("rng_key")
     if key is None:
@@ -67,8 +82,10 @@ def init_to_uniform(site: Message | None = None, *, radius: float = 2.0) -> Any:
     """
     if site is None:
         return functools.partial(init_to_uniform, radius=radius)
-    if not is_continuous_latent(site) or site.value is not None:
+    if not is_continuous_latent(site):
         return None
+    if _keeps_value(site, "init_to_uniform"):
+        return site.value
     key, sample_shape = _key_and_shape(site)
     transform = site_transform(site)
     shape = sample_shape + tuple(transform.inverse_shape(tuple(site.fn.shape())))
@@ -89,8 +106,10 @@ def init_to_feasible(site: Message | None = None) -> Any:
     """
     if site is None:
         return init_to_feasible
-    if not is_continuous_latent(site) or site.value is not None:
+    if not is_continuous_latent(site):
         return None
+    if _keeps_value(site, "init_to_uniform"):  # NumPyro's: feasible is uniform, radius 0
+        return site.value
     _, sample_shape = _key_and_shape(site)
     transform = site_transform(site)
     shape = sample_shape + tuple(transform.inverse_shape(tuple(site.fn.shape())))
@@ -98,7 +117,8 @@ def init_to_feasible(site: Message | None = None) -> Any:
 
 
 def init_to_sample(site: Message | None = None) -> Any:
-    """Start each continuous latent at a draw from its prior.
+    """Start each continuous latent at a draw from its prior (NumPyro's: the median of
+    one draw, taken on the unconstrained space).
 
     Example:
         >>> import numpyro.distributions as dist
@@ -111,14 +131,12 @@ def init_to_sample(site: Message | None = None) -> Any:
     """
     if site is None:
         return init_to_sample
-    if not is_continuous_latent(site) or site.value is not None:
-        return None
-    key, sample_shape = _key_and_shape(site)
-    return site.fn.sample(key, sample_shape)
+    return _median(site, 1, "init_to_median")  # NumPyro's: sample is median of one
 
 
 def init_to_median(site: Message | None = None, *, num_samples: int = 15) -> Any:
-    """Start each continuous latent at the median of ``num_samples`` prior draws.
+    """Start each continuous latent at the median of ``num_samples`` prior draws, taken on
+    the unconstrained space (so a simplex stays a simplex), as NumPyro does.
 
     Example:
         >>> import numpyro.distributions as dist
@@ -128,22 +146,33 @@ def init_to_median(site: Message | None = None, *, num_samples: int = 15) -> Any
         >>> model = lambda: sample("m", dist.Normal(3.0, 0.01))
         >>> round(float(seed(substitute(model, substitute_fn=init_to_median), 0)()), 1)
         3.0
+        >>> model = lambda: sample("p", dist.Dirichlet(jnp.ones(3)))
+        >>> p = seed(substitute(model, substitute_fn=init_to_median), 0)()
+        >>> round(float(p.sum()), 5)
+        1.0
     """
     if site is None:
         return functools.partial(init_to_median, num_samples=num_samples)
-    if not is_continuous_latent(site) or site.value is not None:
+    return _median(site, num_samples, "init_to_median")
+
+
+def _median(site: Message, num_samples: int, strategy: str) -> Any:
+    if not is_continuous_latent(site):
         return None
+    if _keeps_value(site, strategy):
+        return site.value
     key, sample_shape = _key_and_shape(site)
     try:
         draws = site.fn.sample(key, (num_samples, *sample_shape))
     except NotImplementedError:
         return init_to_uniform(site)
-    return jnp.median(draws, axis=0)
+    transform = site_transform(site)
+    return transform(jnp.median(transform.inv(draws), axis=0))
 
 
 def init_to_mean(site: Message | None = None) -> Any:
-    """Start each continuous latent at its prior mean (the median where the mean is
-    undefined).
+    """Start each continuous latent at its prior mean (the median where the distribution
+    has no mean), as NumPyro does.
 
     Example:
         >>> import numpyro.distributions as dist
@@ -156,16 +185,22 @@ def init_to_mean(site: Message | None = None) -> Any:
     """
     if site is None:
         return init_to_mean
-    if not is_continuous_latent(site) or site.value is not None:
+    if not is_continuous_latent(site):
         return None
+    if _keeps_value(site, "init_to_mean"):
+        return site.value
     try:
-        mean = site.fn.mean
-    except NotImplementedError:
-        return init_to_median(site)
+        mean = 1.0 * site.fn.mean
+    except (NotImplementedError, ValueError):
+        return _median(site, 15, "init_to_mean")
     _, sample_shape = _key_and_shape(site)
-    mean = jnp.broadcast_to(mean, sample_shape + tuple(site.fn.shape()))
-    # Heavy-tailed priors (Cauchy, StudentT with df <= 1) have no finite mean.
-    return jnp.where(jnp.isfinite(mean), mean, init_to_median(site))
+    if sample_shape:
+        mean = jnp.broadcast_to(mean, sample_shape + jnp.shape(mean))
+    if not isinstance(mean, jax.core.Tracer) and bool(jnp.all(jnp.isfinite(mean))):
+        return mean
+    # No finite mean (Cauchy, StudentT with df <= 1): NumPyro starts there and finds no
+    # valid start; start at the median instead.
+    return jnp.where(jnp.isfinite(mean), mean, _median(site, 15, "init_to_mean"))
 
 
 def init_to_value(site: Message | None = None, *, values: Mapping[str, Any] | None = None) -> Any:
@@ -184,6 +219,12 @@ def init_to_value(site: Message | None = None, *, values: Mapping[str, Any] | No
     if site is None:
         return functools.partial(init_to_value, values=dict(values or {}))
     name = site.name
-    if values is not None and name is not None and name in values and is_continuous_latent(site):
+    if (
+        site.type == "sample"
+        and not site.is_observed
+        and values
+        and name is not None
+        and name in values
+    ):
         return values[name]
     return init_to_uniform(site)

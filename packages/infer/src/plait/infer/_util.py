@@ -8,6 +8,7 @@ a finite initial point (up to 100 tries, each with a fresh key).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,21 +19,28 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax, random
 from jax.flatten_util import ravel_pytree
-from numpyro.distributions.transforms import Transform
 
 from plait import Message, Messenger, Trace
 from plait.errors import PlaitError, SiteError
 from plait.handlers import seed, substitute, trace
 from plait.infer._init import InitStrategy, init_to_uniform
-from plait.infer._log_density import potential_energy, site_log_prob, site_transform, unconstrained
+from plait.infer._log_density import (
+    log_density,
+    potential_energy,
+    site_log_prob,
+    site_transform,
+    unconstrained,
+)
 
 __all__ = [
     "MAX_INIT_TRIES",
     "ModelInfo",
+    "make_postprocess",
+    "make_potential",
+    "raise_invalid_init",
     "ModelSpec",
     "ParamInfo",
     "find_valid_initial_params",
-    "initialize_model",
     "inspect_model",
     "prototype_trace",
 ]
@@ -63,20 +71,18 @@ class ModelSpec:
 
     Fields:
         names: the continuous latent sample sites, in trace order.
-        transforms: ``biject_to(support)`` of each, unconstrained to constrained.
         params: values of the ``param`` and ``mutable`` sites (held fixed).
         enumerated: discrete latent sites that are summed out by enumeration.
         deterministic: the deterministic sites.
-        observed: values of the observed sample sites (for ArviZ).
         shapes: the shape of each continuous latent on the unconstrained space.
+
+    It holds no traced value: it may be read from an abstract trace.
     """
 
     names: tuple[str, ...]
-    transforms: dict[str, Transform]
     params: dict[str, Any]
     enumerated: tuple[str, ...] = ()
     deterministic: tuple[str, ...] = ()
-    observed: dict[str, Any] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
@@ -116,17 +122,14 @@ def inspect_model(tr: Trace, *, algorithm: str = "this algorithm") -> ModelSpec:
             enumerated, a latent ``Delta`` site, or a support with no bijection.
     """
     names: list[str] = []
-    transforms: dict[str, Transform] = {}
     params: dict[str, Any] = {}
     enumerated: list[str] = []
     deterministic: list[str] = []
-    observed: dict[str, Any] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     for name, site in tr.items():
         if site.type == "sample" and site.is_observed:
-            if not site.infer.get("is_auxiliary"):
-                observed[name] = site.value
-        elif site.type == "sample":
+            continue
+        if site.type == "sample":
             support = getattr(site.fn, "support", None)
             if support is not None and support.is_discrete:
                 _check_enumerable(name, site, algorithm)
@@ -139,21 +142,12 @@ def inspect_model(tr: Trace, *, algorithm: str = "this algorithm") -> ModelSpec:
                 )
             else:
                 names.append(name)
-                transforms[name] = site_transform(site)
-                shapes[name] = tuple(jnp.shape(transforms[name].inv(site.value)))
+                shapes[name] = tuple(jnp.shape(site_transform(site).inv(site.value)))
         elif site.type in ("param", "mutable"):
             params[name] = site.value
         elif site.type == "deterministic":
             deterministic.append(name)
-    return ModelSpec(
-        tuple(names),
-        transforms,
-        params,
-        tuple(enumerated),
-        tuple(deterministic),
-        observed,
-        shapes,
-    )
+    return ModelSpec(tuple(names), params, tuple(enumerated), tuple(deterministic), shapes)
 
 
 def _check_enumerable(name: str, site: Message, algorithm: str) -> None:
@@ -192,20 +186,35 @@ def make_postprocess(
 ) -> Callable[[Mapping[str, Any], tuple[Any, ...], Mapping[str, Any]], dict[str, Array]]:
     """``postprocess(z, args, kwargs)``: constrained latents and deterministic sites.
 
-    Discrete enumerated sites are not returned (draw them with ``Predictive(...,
-    infer_discrete=True)``); they are drawn from their prior to run the model.
+    With enumerated sites, the model runs under the log-density hook (plait-enum), so
+    each enumerated site holds its support along an enumeration dim and a deterministic
+    site that depends on one carries that dim, as NumPyro's ``get_samples`` gives it.
+    Draw enumerated sites from their posterior with ``Predictive(...,
+    infer_discrete=True)``.
     """
-    prepared = seed(substitute(model, data=spec.params) if spec.params else model, 0)
+    prepared = _default_prng_key(substitute(model, data=spec.params) if spec.params else model)
     keep = spec.names + spec.deterministic
 
     def postprocess(
         z: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> dict[str, Array]:
         replayed = unconstrained(prepared, params=z, log_det=False)
-        tr = trace(replayed).get_trace(*args, **kwargs)
+        if spec.enumerated:
+            _, tr = log_density(replayed, args, kwargs, {})
+        else:
+            tr = trace(seed(replayed, 0)).get_trace(*args, **kwargs)
         return {name: tr[name].value for name in keep if name in tr}
 
     return postprocess
+
+
+def _uniform_radius(init_strategy: InitStrategy) -> float | None:
+    """The radius of an ``init_to_uniform`` strategy (``None`` for other strategies)."""
+    if init_strategy is init_to_uniform:
+        return 2.0
+    if isinstance(init_strategy, functools.partial) and init_strategy.func is init_to_uniform:
+        return float(init_strategy.keywords.get("radius", 2.0))
+    return None
 
 
 def find_valid_initial_params(
@@ -217,29 +226,63 @@ def find_valid_initial_params(
     model_args: tuple[Any, ...] = (),
     model_kwargs: Mapping[str, Any] | None = None,
     validate_grad: bool = True,
+    forward_mode_differentiation: bool = False,
+    potential_fn: Callable[[Mapping[str, Any]], Array] | None = None,
+    max_tries: int = MAX_INIT_TRIES,
 ) -> tuple[ParamInfo, Array]:
     """An unconstrained starting point with a finite potential (and gradient).
 
     Tries ``init_strategy`` with fresh keys, up to :data:`MAX_INIT_TRIES` times, inside a
-    ``lax.while_loop`` (so it works under ``jit`` and ``vmap``). Returns the last point
-    tried and whether it is valid.
+    ``lax.while_loop`` (so it works under ``jit`` and ``vmap``). ``init_to_uniform``
+    draws on the unconstrained shapes of ``spec`` directly (as NumPyro does), so the loop
+    evaluates the potential only and never runs the model under the strategy. Returns
+    the last point tried and whether it is valid. ``potential_fn(z)`` (default: built
+    from the model) lets a sampler share its potential, so the model is traced once.
+    With ``max_tries=1`` there is no loop: one attempt, which compiles in about half the
+    time (a sampler retries from Python only when it fails).
     """
     kwargs = {} if model_kwargs is None else dict(model_kwargs)
-    potential = make_potential(model, spec)
+    if potential_fn is None:
+        built = make_potential(model, spec)
+
+        def potential_fn(position: Mapping[str, Any]) -> Array:
+            return built(position, model_args, kwargs)
+
+    fn = potential_fn
     init_model = substitute(model, data=spec.params) if spec.params else model
+    radius = _uniform_radius(init_strategy)
+
+    def draw(key: Array) -> dict[str, Array]:
+        if radius is not None:
+            keys = random.split(key, max(len(spec.names), 1))
+            return {
+                name: random.uniform(k, spec.shapes[name], minval=-radius, maxval=radius)
+                for name, k in zip(spec.names, keys, strict=False)
+            }
+        tr = prototype_trace(key, init_model, init_strategy, model_args, kwargs)
+        return {name: site_transform(tr[name]).inv(tr[name].value) for name in spec.names}
+
+    real = jnp.result_type(float)
 
     def attempt(key: Array) -> tuple[ParamInfo, Array]:
-        tr = prototype_trace(key, init_model, init_strategy, model_args, kwargs)
-        z = {name: spec.transforms[name].inv(tr[name].value) for name in spec.names}
+        z = {k: jnp.asarray(v, real) for k, v in draw(key).items()}
         if validate_grad:
-            pe, grad = jax.value_and_grad(potential)(z, model_args, kwargs)
+            if forward_mode_differentiation:
+                pe = fn(z)
+                grad = jax.jacfwd(fn)(z)
+            else:
+                pe, grad = jax.value_and_grad(fn)(z)
             flat, _ = ravel_pytree(grad)
             ok = jnp.isfinite(pe) & jnp.all(jnp.isfinite(flat))
         else:
-            pe = potential(z, model_args, kwargs)
+            pe = fn(z)
             grad = jax.tree_util.tree_map(jnp.zeros_like, z)
             ok = jnp.isfinite(pe)
-        return ParamInfo(z, pe, grad), ok
+        grad = jax.tree_util.tree_map(lambda g: g.astype(real), grad)
+        return ParamInfo(z, jnp.asarray(pe, real), grad), ok
+
+    if max_tries == 1:
+        return attempt(random.split(rng_key)[1])
 
     def body(state: tuple[Array, Array, ParamInfo, Array]) -> tuple[Any, ...]:
         i, key, _, _ = state
@@ -248,11 +291,12 @@ def find_valid_initial_params(
         return i + 1, key, info, ok
 
     def cond(state: tuple[Array, Array, ParamInfo, Array]) -> Array:
-        return (state[0] < MAX_INIT_TRIES) & ~state[3]
+        return (state[0] < max_tries) & ~state[3]
 
-    shapes = jax.eval_shape(attempt, rng_key)
-    blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    start = (jnp.asarray(0), rng_key, blank[0], jnp.asarray(False))
+    # The carry is built from the known shapes, not by tracing `attempt` once more.
+    zeros = {name: jnp.zeros(spec.shapes[name], real) for name in spec.names}
+    blank = ParamInfo(zeros, jnp.zeros((), real), dict(zeros))
+    start = (jnp.asarray(0), rng_key, blank, jnp.asarray(False))
     _, _, info, ok = lax.while_loop(cond, body, start)
     return info, ok
 
@@ -313,88 +357,3 @@ def _is_batched_key(rng_key: Array) -> bool:
     if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
         return rng_key.ndim > 0
     return rng_key.ndim > 1
-
-
-def initialize_model(
-    rng_key: Array | int,
-    model: Callable[..., Any],
-    *,
-    init_strategy: InitStrategy = init_to_uniform,
-    dynamic_args: bool = False,
-    model_args: tuple[Any, ...] = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    validate_grad: bool = True,
-) -> ModelInfo:
-    """Initial unconstrained latents, the potential energy and the postprocessing function.
-
-    Args:
-        rng_key: a key, or a batch of keys (one starting point each).
-        model: the model.
-        init_strategy: where to start (:func:`init_to_uniform`, :func:`init_to_median`,
-            :func:`init_to_value`, ...).
-        dynamic_args: if True, ``potential_fn(*args, **kwargs)`` and
-            ``postprocess_fn(*args, **kwargs)`` return the functions for those arguments.
-        model_args: the model's positional arguments.
-        model_kwargs: its keyword arguments.
-        validate_grad: also require a finite gradient at the starting point.
-
-    Returns:
-        ``ModelInfo(ParamInfo(z, potential_energy, z_grad), potential_fn, postprocess_fn,
-        model_trace)``: ``potential_fn(z)`` is minus the log density at unconstrained
-        ``z``; ``postprocess_fn(z)`` gives constrained latents and deterministic sites.
-
-    Raises:
-        SiteError: a latent site the sampler cannot handle, or no finite starting point
-            in 100 tries (the error names the site whose log density is not finite).
-
-    Example:
-        >>> import jax
-        >>> import numpyro.distributions as dist
-        >>> from plait import sample
-        >>> from plait.infer import initialize_model
-        >>> def model():
-        ...     sample("s", dist.Exponential(1.0))
-        >>> info = initialize_model(jax.random.key(0), model)
-        >>> z = info.param_info.z
-        >>> bool(info.postprocess_fn(z)["s"] == jax.numpy.exp(z["s"]))
-        True
-    """
-    key = _as_key(rng_key)
-    kwargs = {} if model_kwargs is None else dict(model_kwargs)
-    batched = _is_batched_key(key)
-    tr = prototype_trace(key[0] if batched else key, model, init_strategy, model_args, kwargs)
-    spec = inspect_model(tr)
-    potential = make_potential(model, spec)
-    postprocess = make_postprocess(model, spec)
-
-    def find(k: Array) -> tuple[ParamInfo, Array]:
-        return find_valid_initial_params(
-            k,
-            model,
-            spec,
-            init_strategy=init_strategy,
-            model_args=model_args,
-            model_kwargs=kwargs,
-            validate_grad=validate_grad,
-        )
-
-    info, valid = jax.vmap(find)(key) if batched else find(key)
-    raise_invalid_init(model, spec, info, valid, model_args, kwargs)
-
-    if dynamic_args:
-
-        def potential_fn(*args: Any, **kw: Any) -> Callable[[Mapping[str, Any]], Array]:
-            return lambda z: potential(z, args, kw)
-
-        def postprocess_fn(*args: Any, **kw: Any) -> Callable[[Mapping[str, Any]], Any]:
-            return lambda z: postprocess(z, args, kw)
-
-    else:
-
-        def potential_fn(z: Mapping[str, Any]) -> Array:  # type: ignore[misc]
-            return potential(z, model_args, kwargs)
-
-        def postprocess_fn(z: Mapping[str, Any]) -> Any:  # type: ignore[misc]
-            return postprocess(z, model_args, kwargs)
-
-    return ModelInfo(info, potential_fn, postprocess_fn, tr)

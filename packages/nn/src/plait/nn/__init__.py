@@ -2,8 +2,9 @@
 
 ``module`` declares a stax ``(init_fn, apply_fn)`` network as one ``param`` site;
 ``random_module`` draws its parameters from a prior (a Bayesian neural network). The Flax
-NNX and Equinox adapters (extras ``flax`` and ``equinox``, imported only when used) do the
-same for those libraries' modules, keeping batch-norm statistics in a ``mutable`` site.
+linen (``flax_module``), Flax NNX and Equinox adapters (extras ``flax`` and ``equinox``,
+imported only when used) do the same for those libraries' modules, keeping batch-norm
+statistics in a ``mutable`` site.
 
 Example:
     >>> import jax.numpy as jnp
@@ -20,6 +21,8 @@ from plait.nn._equinox import eqx_module as eqx_module
 from plait.nn._equinox import random_eqx_module as random_eqx_module
 from plait.nn._flax import flax_nnx_module as flax_nnx_module
 from plait.nn._flax import random_flax_nnx_module as random_flax_nnx_module
+from plait.nn._linen import flax_module as flax_module
+from plait.nn._linen import random_flax_module as random_flax_module
 from plait.nn._module import InitFn as InitFn
 from plait.nn._module import module as module
 from plait.nn._priors import ParamShape as ParamShape
@@ -33,9 +36,11 @@ __all__ = [
     "ParamShape",
     "Prior",
     "eqx_module",
+    "flax_module",
     "flax_nnx_module",
     "module",
     "random_eqx_module",
+    "random_flax_module",
     "random_flax_nnx_module",
     "random_module",
 ]
