@@ -20,7 +20,11 @@ from plait.control_flow import scan
 from plait.gaussian import collapse
 from plait.infer import MCMC, NUTS
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # The collapsed sites are no latent sites: the init strategy must not see them.
+    pytest.mark.filterwarnings("error:.*skipping initialization:UserWarning"),
+]
 
 
 def hmm(y: Any) -> None:

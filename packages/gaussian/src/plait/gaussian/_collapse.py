@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -26,6 +27,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAX_DROPS = 64
+_SKIPPED_INIT = r".*skipping initialization of site '.*' which already stores a value"
 
 
 def find_chain(call: ScanCall, held: dict[int, HeldSite]) -> ChainPlan | None:
@@ -36,7 +38,11 @@ def find_chain(call: ScanCall, held: dict[int, HeldSite]) -> ChainPlan | None:
     init_leaves = jax.tree_util.tree_leaves(call.init)
     excluded: frozenset[str] = frozenset()
     for _ in range(_MAX_DROPS):
-        traced = trace_step(call, key_aval, excluded)
+        with warnings.catch_warnings():
+            # The placeholders are values only inside this analysis trace: an init
+            # strategy acting in the loop (NUTS, SVI) would warn that it skips them.
+            warnings.filterwarnings("ignore", _SKIPPED_INIT, UserWarning)
+            traced = trace_step(call, key_aval, excluded)
         found = classify(traced, call.name, held, init_leaves)
         if not isinstance(found, Drop):
             return found
