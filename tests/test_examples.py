@@ -49,8 +49,19 @@ CASES = [
         ("--num-steps", "20", "--num-warmup", "20", "--num-samples", "20", "--out", "hmm.png"),
         ("plait.infer", "matplotlib"),  # without plait-enum it falls back to a factor
     ),
+    Example(
+        "gaussian_hmm_collapsed.py",
+        ("--length", "15", "--warmup", "40", "--samples", "40"),
+        ("plait.gaussian", "plait.infer"),
+    ),
 ]
-RETURN_SUMMARIES = ("bnn.py", "state_space.py", "gaussian_mixture.py", "hmm.py")
+RETURN_SUMMARIES = (
+    "bnn.py",
+    "state_space.py",
+    "gaussian_mixture.py",
+    "hmm.py",
+    "gaussian_hmm_collapsed.py",
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.script for case in CASES])

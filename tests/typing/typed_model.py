@@ -47,3 +47,11 @@ def lazy_subpackages_and_numpyro_keys() -> bool:
     return kind == "sample" and name == "y" and not observed and bool(frames) and (
         enumerate_option is None and value.shape == out.shape
     )
+
+
+def collapsed_keeps_the_signature() -> Array:
+    from plait.gaussian import collapse
+
+    collapsed = collapse(regression)
+    out: Array = seed(collapsed, rng_seed=0)(jnp.arange(3.0))
+    return out

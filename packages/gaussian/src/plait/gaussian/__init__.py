@@ -1,11 +1,15 @@
 """plait-gaussian: linear-Gaussian latent chains of a ``scan``, integrated out exactly.
 
-The Kalman filter, the RTS smoother and forward-filter backward-sample live in
-:mod:`plait.kernels` (``kalman_filter``, ``kalman_smoother``, ``kalman_sample``);
-this package decides, from a step's traced computation, which latent sites of a
-``scan`` body form a linear-Gaussian chain and what their coefficients are.
+:class:`collapse` finds, from a ``scan`` body's traced computation, the latent Gaussian
+sites whose means are affine in the previous step's latents, and integrates them out
+with the Kalman kernels of :mod:`plait.kernels` (``kalman_filter``, ``kalman_smoother``,
+``kalman_sample``); :func:`smooth` gives their posterior marginals, and
+``Predictive(collapse(model), ...)`` exact draws of their paths.
 """
 
 from plait.gaussian.__about__ import __version__ as __version__
+from plait.gaussian._collapse import collapse as collapse
+from plait.gaussian._run import Marginal as Marginal
+from plait.gaussian._smooth import smooth as smooth
 
-__all__ = ["__version__"]
+__all__ = ["Marginal", "__version__", "collapse", "smooth"]
