@@ -297,7 +297,7 @@ def enumerate_sites(fn: Callable[..., Any], first_available_dim: int) -> Callabl
         ...     plait.sample("z", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
         >>> enumerated = plait.hooks.enumerate_sites(guide, first_available_dim=-1)  # plait-enum
         >>> trace(enumerated).get_trace()["z"].value.tolist()
-        [0.0, 1.0]
+        [0, 1]
     """
     result: Callable[..., Any] | None = plugin_manager().hook.plait_enumerate(
         fn=fn, first_available_dim=first_available_dim
