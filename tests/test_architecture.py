@@ -133,7 +133,7 @@ def test_each_enum_module_imports_first_in_a_fresh_interpreter() -> None:
         "import importlib, sys, traceback, types\n"
         "import plait\n"
         f"for module in {modules!r}:\n"
-        "    for name in [n for n in sys.modules if n == 'plait.enum' or n.startswith('plait.enum.')]:\n"
+        "    for name in [n for n in sys.modules if n.split('.')[:2] == ['plait', 'enum']]:\n"
         "        del sys.modules[name]\n"
         "    package = types.ModuleType('plait.enum')\n"
         f"    package.__path__ = [{str(ENUM)!r}]\n"
