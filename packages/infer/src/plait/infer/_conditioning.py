@@ -23,6 +23,7 @@ from plait.infer._hmc_kernel import HMC
 __all__ = [
     "GIBBS_SITES_KWARG",
     "conditioned",
+    "conditioned_postprocess",
     "discrete_latent_sites",
     "restart_inner",
     "support_sizes",
@@ -64,6 +65,24 @@ def with_conditioning(model_kwargs: dict[str, Any] | None, values: Values) -> di
     out = dict(model_kwargs or {})
     out[GIBBS_SITES_KWARG] = {**out.get(GIBBS_SITES_KWARG, {}), **values}
     return out
+
+
+def conditioned_postprocess(
+    inner_kernel: Any,
+    sites: Sequence[str],
+    model_args: tuple[Any, ...],
+    model_kwargs: dict[str, Any],
+) -> Callable[[Values], Values]:
+    """A Gibbs-type kernel's ``postprocess_fn``: the Gibbs ``sites`` as they are, the rest
+    through the inner kernel's ``postprocess_fn`` of the model conditioned on them."""
+
+    def fn(z: Values) -> Values:
+        gibbs = {k: v for k, v in z.items() if k in sites}
+        inner = {k: v for k, v in z.items() if k not in sites}
+        kwargs = with_conditioning(model_kwargs, gibbs)
+        return {**gibbs, **inner_kernel.postprocess_fn(model_args, kwargs)(inner)}
+
+    return fn
 
 
 def discrete_latent_sites(tr: Trace) -> tuple[str, ...]:

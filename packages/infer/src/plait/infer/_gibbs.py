@@ -21,6 +21,7 @@ from jax import Array, lax, random
 from plait import Trace
 from plait.infer._conditioning import (
     conditioned,
+    conditioned_postprocess,
     discrete_latent_sites,
     restart_inner,
     support_sizes,
@@ -214,15 +215,7 @@ class _WithinGibbs(MCMCKernel[HMCGibbsState]):
     def postprocess_fn(
         self, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
     ) -> Callable[[Any], Any]:
-        sites = self._sites
-
-        def fn(z: Values) -> Values:
-            z_gibbs = {k: v for k, v in z.items() if k in sites}
-            z_hmc = {k: v for k, v in z.items() if k not in sites}
-            kwargs = with_conditioning(model_kwargs, z_gibbs)
-            return {**z_gibbs, **self.inner_kernel.postprocess_fn(model_args, kwargs)(z_hmc)}
-
-        return fn
+        return conditioned_postprocess(self.inner_kernel, self._sites, model_args, model_kwargs)
 
     def get_diagnostics_str(self, state: HMCGibbsState) -> str:
         return self.inner_kernel.get_diagnostics_str(state.hmc_state)

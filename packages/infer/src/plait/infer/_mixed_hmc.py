@@ -19,6 +19,7 @@ from jax import Array, lax, random
 from plait.infer._adaptation import warmup_adapter
 from plait.infer._conditioning import (
     conditioned,
+    conditioned_postprocess,
     discrete_latent_sites,
     restart_inner,
     support_sizes,
@@ -257,15 +258,7 @@ class MixedHMC(MCMCKernel[MixedHMCState]):
     def postprocess_fn(
         self, model_args: tuple[Any, ...], model_kwargs: dict[str, Any]
     ) -> Callable[[Any], Any]:
-        sites = self._sites
-
-        def fn(z: Values) -> Values:
-            discrete = {k: v for k, v in z.items() if k in sites}
-            continuous = {k: v for k, v in z.items() if k not in sites}
-            kwargs = with_conditioning(model_kwargs, discrete)
-            return {**discrete, **self.inner_kernel.postprocess_fn(model_args, kwargs)(continuous)}
-
-        return fn
+        return conditioned_postprocess(self.inner_kernel, self._sites, model_args, model_kwargs)
 
     def get_diagnostics_str(self, state: MixedHMCState) -> str:
         return self.inner_kernel.get_diagnostics_str(state.hmc_state)
