@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from plait import StashKey
 from plait.enum._record import ScanRecord
 
-__all__ = ["DIM_NAMES", "ENUM_DIM", "SCAN_RECORD", "SCAN_SITE", "ScanSite"]
+__all__ = ["DIM_NAMES", "ENUM_DIM", "ENUM_SUPPORT", "SCAN_RECORD", "SCAN_SITE", "ScanSite"]
 
 
 class ScanSite(NamedTuple):
@@ -26,6 +26,10 @@ class ScanSite(NamedTuple):
 
 ENUM_DIM: Final[StashKey[int]] = StashKey()
 """The dim that holds an enumerated site's support (its value is the support there)."""
+
+ENUM_SUPPORT: Final[StashKey[Any]] = StashKey()
+"""The support array ``enum`` set as an enumerated site's value: while ``msg.value`` is
+this very object, the value is known to be the whole support along ``ENUM_DIM``."""
 
 DIM_NAMES: Final[StashKey[dict[int, str]]] = StashKey()
 """For every sample site seen under ``enum``: the enumerated variables visible there,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from plait import Message
 from plait.enum._dims import DimState
-from plait.enum._keys import ENUM_DIM
+from plait.enum._keys import ENUM_DIM, ENUM_SUPPORT
 from plait.errors import SiteError
 
 __all__ = [
@@ -87,6 +87,7 @@ def enumerate_site(msg: Message, state: DimState) -> None:
     msg.value = support
     msg.done = True
     msg.stash[ENUM_DIM] = dim
+    msg.stash[ENUM_SUPPORT] = support
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -7,15 +7,18 @@ there (``DIM_NAMES``, recorded by ``enum`` when the site ran).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.scipy.special import logsumexp
 
 from plait import Message, Trace, site_log_prob
 from plait.enum._contract import Plate
 from plait.enum._factors import Factor
+from plait.enum._keys import ENUM_DIM, ENUM_SUPPORT
 from plait.errors import SiteError
 
 __all__ = ["name_axes", "plates_of", "promote_fn", "site_log_factor", "to_factor"]
@@ -25,10 +28,38 @@ DATA_DIM = "<data>"
 distribution and plates, NumPyro's iid-data idiom): the factor is summed over it."""
 
 
+def _categorical_table(msg: Message) -> Array | None:
+    """``log_prob`` of a NumPyro ``Categorical`` site at its own enumerated support, or None.
+
+    NumPyro's ``log_prob`` broadcasts the support against the batch and gathers from the
+    log-probability table (a gather of ``K`` times the batch, a scatter in the gradient);
+    at the whole support the answer is that table itself with its last axis moved to the
+    enumerated dim: the same numbers, from a transpose. Only the exact classes qualify (a
+    subclass may score differently), and only while the value is the support ``enum`` set.
+    """
+    discrete = sys.modules.get("numpyro.distributions.discrete")
+    fn = msg.fn
+    if discrete is None or type(fn) not in (discrete.CategoricalProbs, discrete.CategoricalLogits):
+        return None
+    dim = msg.stash.get(ENUM_DIM)
+    if dim is None or msg.value is not msg.stash.get(ENUM_SUPPORT):
+        return None
+    batch = tuple(fn.batch_shape)
+    if -dim <= len(batch) and batch[dim] != 1:
+        return None
+    logits = jnp.asarray(fn.logits)
+    if type(fn) is discrete.CategoricalLogits:
+        logits = logits - logsumexp(logits, axis=-1, keepdims=True)
+    rank = max(len(batch), -dim)
+    table = jnp.reshape(logits, (1,) * (rank - len(batch)) + batch + logits.shape[-1:])
+    return jnp.moveaxis(jnp.squeeze(table, axis=rank + dim), -1, rank + dim)
+
+
 def _broadcast_log_prob(msg: Message) -> Array:
     """``log_prob(value)`` of a sample site, broadcast to its full batch shape."""
     fn = msg.fn
-    lp = site_log_prob(msg, scaled=False)
+    table = _categorical_table(msg)
+    lp = site_log_prob(msg, scaled=False) if table is None else table
     event = len(fn.event_shape)
     value_shape = tuple(jnp.shape(msg.value))
     value_batch = value_shape[: len(value_shape) - event] if event else value_shape
