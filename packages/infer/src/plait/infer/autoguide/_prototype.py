@@ -4,8 +4,9 @@
 with the same keys: trace the model with the init strategy (the prototype trace), read
 each latent's ``biject_to(support)``, and find a starting point with a finite potential
 energy and gradient in up to 100 tries (``init_to_uniform`` and ``init_to_value`` draw
-it without running the model again, as NumPyro's do). Under ``jit`` the tries run in a
-``lax.while_loop``.
+it without running the model again, as NumPyro's do). Each try is one compiled program
+(the potential and its gradient), not a run operation by operation; under ``jit`` the
+tries after the first run in a ``lax.while_loop``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from numpyro.distributions.transforms import Transform
 from plait import Message, Messenger, Trace
 from plait.errors import PlaitError, SiteError
 from plait.handlers import seed, substitute, trace
+from plait.infer._args import CONCRETE_VALUE_ERRORS, merge_args, split_args
 from plait.infer._init import InitStrategy, init_to_uniform, init_to_value
 from plait.infer._log_density import potential_energy, site_transform
 
@@ -158,6 +160,26 @@ def _concrete_bool(x: Any) -> bool | None:
         return None
 
 
+Try = Callable[
+    [tuple[Any, Array, dict[str, Array], Array], tuple[Any, ...], Mapping[str, Any]],
+    tuple[Any, ...],
+]
+
+
+def _compiled_try(
+    body: Try, args: tuple[Any, ...], kwargs: Mapping[str, Any], state: Any
+) -> tuple[tuple[Any, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The first try, and the function that makes the next ones: one compiled program
+    a try (the potential and its gradient, rather than operation by operation); eager
+    when the model reads concrete values of its arguments."""
+    dynamic, static = split_args(args, kwargs)
+    compiled = jax.jit(lambda s, d: body(s, *merge_args(d, static)))
+    try:
+        return compiled(state, dynamic), lambda s: compiled(s, dynamic)
+    except CONCRETE_VALUE_ERRORS:
+        return body(state, args, kwargs), lambda s: body(s, args, kwargs)
+
+
 def find_prototype(
     rng_key: Array,
     model: Callable[..., Any],
@@ -199,7 +221,11 @@ def find_prototype(
         values = options.get("values") or {}
         given = {k: transforms[k].inv(v) for k, v in values.items() if k in transforms}
 
-    def body(state: tuple[Any, Array, dict[str, Array], Array]) -> tuple[Any, ...]:
+    def body(
+        state: tuple[Any, Array, dict[str, Array], Array],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> tuple[Any, ...]:
         # NumPyro's find_valid_initial_params, key for key.
         i, key, _, _ = state
         key, sub = random.split(key)
@@ -223,12 +249,14 @@ def find_prototype(
         valid = jnp.isfinite(pe) & jnp.all(jnp.isfinite(ravel_pytree(grad)[0]))
         return i + 1, key, params, valid
 
-    state = body((0, rng_key, prototype, jnp.asarray(False)))
-    if _concrete_bool(state[3]) is None:
-        state = lax.while_loop(lambda s: (s[0] < MAX_TRIES) & ~s[3], body, state)
+    state, again = _compiled_try(body, args, kwargs, (0, rng_key, prototype, jnp.asarray(False)))
+    if _concrete_bool(state[3]) is None:  # under jit: the other tries in a while loop
+        state = lax.while_loop(
+            lambda s: (s[0] < MAX_TRIES) & ~s[3], lambda s: body(s, args, kwargs), state
+        )
     else:
         while not _concrete_bool(state[3]) and state[0] < MAX_TRIES:
-            state = body(state)
+            state = again(state)
         if not _concrete_bool(state[3]):
             raise PlaitError(
                 f"{guide} could not find valid initial parameters for the model in "
@@ -236,4 +264,5 @@ def find_prototype(
                 "point tried). Check that the observations lie in the supports of their "
                 "distributions, or start elsewhere with init_loc_fn=init_to_value(values=...)."
             )
-    return Prototype(tr, dict(state[2]), transforms, potential_model)
+    init_locs = {n: state[2][n] for n in names}  # trace order (a compiled try sorts keys)
+    return Prototype(tr, init_locs, transforms, potential_model)
