@@ -178,6 +178,37 @@ def test_local_guide_enumeration_against_model_enumeration_is_numpyros() -> None
     assert_close(ours, theirs)
 
 
+def nested(lib: Any) -> tuple[Any, Any]:
+    """Guide enumeration of a global site and of a site in an outer plate; the model
+    enumerates a site of the outer plate and one of both plates."""
+
+    def model(y: Any) -> None:
+        x = lib.sample("x", dist.Categorical(jnp.array([0.2, 0.5, 0.3])))
+        outer, inner = lib.plate("outer", 3, dim=-1), lib.plate("inner", 2, dim=-2)
+        with outer:
+            z = lib.sample("z", dist.Bernoulli(0.3))
+            w = lib.sample("w", dist.Bernoulli(0.2 + 0.5 * z), infer={"enumerate": "parallel"})
+        with outer, inner:
+            v = lib.sample("v", dist.Bernoulli(0.4 + 0.1 * w), infer={"enumerate": "parallel"})
+            lib.sample("obs", dist.Normal(0.5 * x + 3.0 * w - z + v, 1.0), obs=y)
+
+    def guide(y: Any) -> None:
+        probs = lib.param("probs", jnp.array([0.3, 0.3, 0.4]), constraint=dist.constraints.simplex)
+        q = lib.param("q", jnp.full(3, 0.5), constraint=dist.constraints.unit_interval)
+        lib.sample("x", dist.Categorical(probs), infer={"enumerate": "parallel"})
+        with lib.plate("outer", 3, dim=-1):
+            lib.sample("z", dist.Bernoulli(q), infer={"enumerate": "parallel"})
+
+    return model, guide
+
+
+def test_guide_enumeration_in_nested_plates_against_model_enumeration_is_numpyros() -> None:
+    y = jnp.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    params = {"probs": jnp.array([0.1, 0.6, 0.3]), "q": jnp.array([0.2, 0.5, 0.7])}
+    ours, theirs = value_and_grads(nested, params, y)
+    assert_close(ours, theirs)
+
+
 def test_local_guide_enumeration_against_model_enumeration_is_the_brute_force_elbo() -> None:
     y = np.array([1.0, 2.0, 0.5])
     q = np.array([0.1, 0.5, 0.9])
