@@ -228,6 +228,22 @@ def test_local_guide_enumeration_against_model_enumeration_is_the_brute_force_el
     loss = TraceEnum_ELBO().loss(random.key(0), params, model, guide, jnp.asarray(y))
     np.testing.assert_allclose(loss, -expected, rtol=1e-5)
 
+    # Subsampling 3 of 6 points that are alike: the full-size ELBO, twice these three.
+    def subsampled_model(y: Any) -> None:
+        with plait.plate("data", 6, subsample_size=3):
+            z = plait.sample("z", dist.Bernoulli(0.3))
+            w = plait.sample("w", dist.Bernoulli(0.2 + 0.5 * z), infer={"enumerate": "parallel"})
+            plait.sample("obs", dist.Normal(3.0 * w - z, 1.0), obs=y)
+
+    def subsampled_guide(y: Any) -> None:
+        with plait.plate("data", 6, subsample_size=3):
+            plait.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+
+    alike = jnp.full(3, float(y[0]))
+    half = TraceEnum_ELBO().loss(random.key(0), {}, subsampled_model, subsampled_guide, alike)
+    full = TraceEnum_ELBO().loss(random.key(0), {"q": jnp.full(3, 0.5)}, model, guide, alike)
+    np.testing.assert_allclose(half, 2 * full, rtol=1e-5)
+
 
 def test_a_global_model_site_meeting_a_local_guide_site_is_a_clear_error() -> None:
     def model() -> None:
