@@ -120,6 +120,35 @@ def test_median_and_quantiles_match_numpyro(name: str) -> None:
 
 
 @pytest.mark.slow
+def test_full_rank_posterior_log_prob_of_its_draw_is_numpyros_with_its_gradient() -> None:
+    from plait.infer.autoguide._gaussian import _MultivariateNormal
+
+    loc = jnp.array([0.5, -1.0, 2.0])
+    tril = jnp.array([[1.2, 0.0, 0.0], [0.3, 0.7, 0.0], [-0.4, 0.2, 1.5]])
+
+    def log_q(cls: Any, loc: Any, tril: Any, sample_shape: tuple[int, ...]) -> Any:
+        # The guide's draw, then the log density of that draw (as Trace_ELBO takes it);
+        # the factor is lower triangular, as the guide's constraint makes it.
+        d = cls(loc, scale_tril=jnp.tril(tril)).expand_by(sample_shape)
+        value, intermediates = d.sample_with_intermediates(random.key(0))
+        lp = d.log_prob(value, intermediates) if intermediates else d.log_prob(value)
+        return jnp.sum(lp), value
+
+    for sample_shape in [(), (4,)]:
+        ours = jax.value_and_grad(log_q, (1, 2), has_aux=True)(
+            _MultivariateNormal, loc, tril, sample_shape
+        )
+        theirs = jax.value_and_grad(log_q, (1, 2), has_aux=True)(
+            dist.MultivariateNormal, loc, tril, sample_shape
+        )
+        (ours_lp, ours_value), ours_grad = ours
+        (theirs_lp, theirs_value), theirs_grad = theirs
+        np.testing.assert_array_equal(ours_value, theirs_value)
+        np.testing.assert_allclose(ours_lp, theirs_lp, rtol=1e-6)
+        for a, b in zip(ours_grad, theirs_grad, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "name", ["AutoBatchedMultivariateNormal", "AutoBatchedLowRankMultivariateNormal"]
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -185,21 +186,100 @@ def test_neutra_draws_as_numpyro() -> None:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5)
 
 
-def test_neutra_refuses_a_site_inside_a_scan_body() -> None:
+def walks(length: int, latent_after: bool) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """A random walk with a scale latent, as a ``scan`` and unrolled (sites ``x0``,
+    ``x1``, ...): the same latents, in the same order. ``latent_after`` puts the
+    scale's site after the loop (the shared latent is then drawn before the loop)."""
     scan = pytest.importorskip("plait.control_flow").scan
 
-    def walk() -> None:
+    def looped() -> Any:
+        s = None if latent_after else plait.sample("s", dist.HalfNormal(1.0))
+
         def step(carry: Any, _: Any) -> tuple[Any, Any]:
-            x = plait.sample("x", dist.Normal(carry, 1.0))
+            x = plait.sample("x", dist.Normal(carry, 1.0 if s is None else s))
+            plait.sample("y", dist.Normal(x, 0.5), obs=0.3)
             return x, x
 
-        scan(step, jnp.zeros(()), None, length=3)
+        _, xs = scan(step, jnp.zeros(()), None, length=length)
+        if latent_after:
+            plait.sample("s", dist.HalfNormal(1.0 + xs[-1] ** 2))
+        return xs
 
-    guide = AutoDiagonalNormal(walk)
-    svi = SVI(walk, guide, optax.adam(1e-3), Trace_ELBO())
+    def unrolled() -> Any:
+        s = None if latent_after else plait.sample("s", dist.HalfNormal(1.0))
+        carry, xs = jnp.zeros(()), []
+        for t in range(length):
+            carry = plait.sample(f"x{t}", dist.Normal(carry, 1.0 if s is None else s))
+            plait.sample(f"y{t}", dist.Normal(carry, 0.5), obs=0.3)
+            xs.append(carry)
+        if latent_after:
+            plait.sample("s", dist.HalfNormal(1.0 + xs[-1] ** 2))
+        return jnp.stack(xs)
+
+    return looped, unrolled
+
+
+@pytest.mark.parametrize("latent_after", [False, True])
+@pytest.mark.parametrize("auto", ["AutoDiagonalNormal", "AutoMultivariateNormal"])
+def test_neutra_inside_scan_is_neutra_on_the_unrolled_loop(auto: str, latent_after: bool) -> None:
+    import plait.infer.autoguide as autoguide
+
+    length = 3
+    looped, unrolled = walks(length, latent_after)
+    neutras, dim = [], length + 1
+    # Params that mix the latent's dims (a full scale_tril), the same for both models.
+    loc = jnp.linspace(-0.5, 0.5, dim)
+    tril = jnp.tril(0.2 * random.normal(random.key(3), (dim, dim)), -1) + jnp.diag(
+        jnp.linspace(0.5, 1.5, dim)
+    )
+    for model in (looped, unrolled):
+        guide = getattr(autoguide, auto)(model)
+        svi = SVI(model, guide, optax.adam(1e-3), Trace_ELBO())
+        params = svi.get_params(svi.init(random.key(0)))
+        params = {**params, "auto_loc": loc}
+        if auto == "AutoDiagonalNormal":
+            params["auto_scale"] = jnp.diag(tril)
+        else:
+            params["auto_scale_tril"] = tril
+        neutras.append(reparams.NeuTraReparam(guide, params))
+    loop_neutra, unrolled_neutra = neutras
+    z = random.normal(random.key(1), (dim,))
+    latent = {"auto_shared_latent": z}
+    loop_model, unrolled_model = loop_neutra.reparam(looped), unrolled_neutra.reparam(unrolled)
+    # The log density and its gradient in z, against the unrolled loop's.
+    loop_pe = jax.value_and_grad(lambda v: potential_energy(loop_model, (), {}, v))(latent)
+    unrolled_pe = jax.value_and_grad(lambda v: potential_energy(unrolled_model, (), {}, v))(latent)
+    np.testing.assert_allclose(loop_pe[0], unrolled_pe[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        loop_pe[1]["auto_shared_latent"], unrolled_pe[1]["auto_shared_latent"], rtol=1e-4
+    )
+    # ... and against the change of variables: the model's potential at x = T(z).
+    x = loop_neutra.transform(z)
+    plain = potential_energy(looped, (), {}, loop_neutra.guide._unpack_latent(x))
+    expected = plain - loop_neutra.transform.log_abs_det_jacobian(z, x)
+    np.testing.assert_allclose(loop_pe[0], expected, rtol=1e-5)
+    # The pushed-forward draw: the loop's deterministic sites are the unrolled ones.
+    loop_tr = trace(substitute(seed(loop_model, 0), data=latent)).get_trace()
+    unrolled_tr = trace(substitute(seed(unrolled_model, 0), data=latent)).get_trace()
+    assert loop_tr["x"].type == "deterministic"
+    assert loop_tr["_x_log_prob"].value is not None
+    stacked = jnp.stack([unrolled_tr[f"x{t}"].value for t in range(length)])
+    np.testing.assert_allclose(loop_tr["x"].value, stacked, rtol=1e-6)
+    np.testing.assert_allclose(loop_tr["s"].value, unrolled_tr["s"].value, rtol=1e-6)
+    samples = loop_neutra.transform_sample(jnp.stack([z, -z]))
+    np.testing.assert_allclose(samples["x"][0], stacked, rtol=1e-6)
+    # A second run of the same handler draws afresh (its state is per run).
+    again = trace(seed(loop_model, 1)).get_trace()
+    assert again["auto_shared_latent"].value.shape == (dim,)
+
+
+def test_neutra_refuses_a_scan_site_without_its_handler() -> None:
+    looped, _ = walks(3, latent_after=False)
+    guide = AutoDiagonalNormal(looped)
+    svi = SVI(looped, guide, optax.adam(1e-3), Trace_ELBO())
     neutra = reparams.NeuTraReparam(guide, svi.get_params(svi.init(random.key(0))))
-    with pytest.raises(ValueError, match="inside a scan body"):
-        seed(neutra.reparam(walk), 0)()
+    with pytest.raises(ValueError, match=r"only under NeuTraReparam\.reparam"):
+        seed(reparam(looped, config=neutra._reparam_config), 0)()
 
 
 def test_neutra_needs_an_autocontinuous_guide() -> None:

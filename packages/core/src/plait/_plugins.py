@@ -251,6 +251,44 @@ def log_density(
     return result
 
 
+def log_factors(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    first_available_dim: int,
+    given: Mapping[str, int],
+) -> tuple[list[Array], Trace] | None:
+    """What the ``plait_log_factors`` hook answers: the model's log joint as log-factors of
+    the enumerated values ``given`` to it (site name to dim), its own enumerated sites
+    summed out; ``None`` when no plugin answers (plait-enum is not installed).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import numpyro.distributions as dist
+        >>> import plait
+        >>> from plait.handlers import substitute
+        >>> def model():
+        ...     z = plait.sample("z", dist.Bernoulli(0.5))
+        ...     plait.sample("w", dist.Bernoulli(0.2 + 0.5 * z), infer={"enumerate": "parallel"})
+        >>> given = substitute(model, data={"z": jnp.array([0, 1])})
+        >>> factors, _ = plait.hooks.log_factors(
+        ...     given, (), {}, {}, first_available_dim=-2, given={"z": -1})  # plait-enum
+        >>> [round(float(v), 4) for v in sum(factors)]  # log p(z), w summed out
+        [-0.6931, -0.6931]
+    """
+    result: tuple[list[Array], Trace] | None = plugin_manager().hook.plait_log_factors(
+        model=model,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        params=params,
+        first_available_dim=first_available_dim,
+        given=given,
+    )
+    return result
+
+
 def infer_discrete(
     model: Callable[..., Any],
     model_args: tuple[Any, ...],

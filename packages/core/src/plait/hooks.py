@@ -20,5 +20,12 @@ from plait._plugins import adapt_distribution as adapt_distribution
 from plait._plugins import enumerate_sites as enumerate_sites
 from plait._plugins import infer_discrete as infer_discrete
 from plait._plugins import log_density as log_density
+from plait._plugins import log_factors as log_factors
 
-__all__ = ["adapt_distribution", "enumerate_sites", "infer_discrete", "log_density"]
+__all__ = [
+    "adapt_distribution",
+    "enumerate_sites",
+    "infer_discrete",
+    "log_density",
+    "log_factors",
+]

@@ -113,6 +113,43 @@ def plait_log_density(
 
 
 @hookspec(firstresult=True)
+def plait_log_factors(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    params: Mapping[str, Any],
+    first_available_dim: int,
+    given: Mapping[str, int],
+) -> tuple[list[Array], Trace] | None:
+    """The log joint density of ``model`` as log-factors of enumerated values it is
+    given, with the sites it enumerates itself summed out.
+
+    Called: by ``plait.infer.TraceEnum_ELBO`` when the guide enumerates sites inside
+    plates and the model enumerates sites of its own, once per evaluation, in Python at
+    trace time. The model replays the guide's enumerated values.
+
+    Args:
+        model: the model function (the guide's values replayed into it).
+        model_args: its positional arguments.
+        model_kwargs: its keyword arguments.
+        params: values for sites by name.
+        first_available_dim: the rightmost batch dim free for the model's own
+            enumeration (left of the given values' dims).
+        given: the sites whose values arrive enumerated, each with its dim.
+
+    Returns: ``(factors, trace)``: arrays laid out in the model's batch dims (a given
+    site's values on its dim, a plate on its dim, size 1 elsewhere) that sum, broadcast,
+    to the log joint at every joint given value, keeping the plates of the given sites
+    they depend on (so that the caller can take expectations plate element by plate
+    element); or ``None`` to let another implementation answer. The first non-``None``
+    result wins; plait-enum answers.
+
+    Must not: keep state between calls (the result is traced by ``jax.jit``).
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
 def plait_infer_discrete(
     model: Callable[..., Any],
     model_args: tuple[Any, ...],

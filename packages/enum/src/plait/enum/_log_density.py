@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax.numpy as jnp
 from jax import Array
 
 from plait import Messenger, Trace, log_prob_sum
@@ -25,14 +26,14 @@ from plait.enum._chain import Chain, chain_factors
 from plait.enum._contract import Contraction, contract
 from plait.enum._dims import _STATE, MAX_DIMS, DimState
 from plait.enum._enum import enum
-from plait.enum._factors import Factor
+from plait.enum._factors import Factor, align
 from plait.enum._keys import ENUM_DIM, SCAN_RECORD
 from plait.enum._nesting import plate_nesting
 from plait.enum._problem import Problem, build_problem
 from plait.errors import PlaitError, SiteError, format_shapes
 from plait.handlers import substitute, trace
 
-__all__ = ["enumerated_trace", "log_density", "maybe_log_density", "solve"]
+__all__ = ["enumerated_trace", "log_density", "log_factors", "maybe_log_density", "solve"]
 
 _NESTING: weakref.WeakKeyDictionary[Callable[..., Any], int] = weakref.WeakKeyDictionary()
 """The plate nesting each model function had on its last enumerated run."""
@@ -72,9 +73,12 @@ def enumerated_trace(
     model_kwargs: Mapping[str, Any],
     params: Mapping[str, Any],
     first_available_dim: int | None = None,
+    given: Mapping[str, int] | None = None,
 ) -> tuple[Trace, Any]:
     """Run ``model`` with ``params`` substituted and its discrete sites enumerated, on the
-    dims left of every plate of the model unless ``first_available_dim`` says otherwise."""
+    dims left of every plate of the model unless ``first_available_dim`` says otherwise.
+    ``given`` names dims that values given to the model already hold (site name to dim):
+    they are visible to every site and no site of the model takes them."""
     run = substitute(model, data=params) if params else model
     guess = first_available_dim
     if guess is None:
@@ -83,6 +87,7 @@ def enumerated_trace(
     for _ in range(MAX_DIMS):
         state = DimState(-1 if guess is None else guess, automatic=guess is None)
         state.guessed = first_available_dim is None
+        state.global_frame.dims.update({dim: name for name, dim in (given or {}).items()})
         token = _STATE.set(state)
         try:
             with trace() as tr:
@@ -110,8 +115,11 @@ def enumerated_trace(
     raise PlaitError("plait.enum: the model's plate nesting changed on every run.")
 
 
-def solve(problem: Problem, semiring: str = "log") -> tuple[Contraction, list[Chain]]:
-    """Contract a problem: its scans reduced to chain factors, then every variable.
+def solve(
+    problem: Problem, semiring: str = "log", keep: frozenset[str] = frozenset()
+) -> tuple[Contraction, list[Chain]]:
+    """Contract a problem: its scans reduced to chain factors, then every variable but
+    ``keep``.
 
     Returns the global contraction and, per scan, what its backward pass needs.
     """
@@ -125,7 +133,7 @@ def solve(problem: Problem, semiring: str = "log") -> tuple[Contraction, list[Ch
         variables.update(chain.variables)
         plates.update(chain.plates)
         chains.append(chain)
-    return contract(factors, variables, plates, semiring=semiring), chains
+    return contract(factors, variables, plates, keep=keep, semiring=semiring), chains
 
 
 def log_density(
@@ -200,3 +208,74 @@ def _contracted(tr: Trace) -> Array:
             None, f"plait.enum.log_density failed: {error}\nThe trace:\n{format_shapes(tr)}"
         ) from error
     return contraction.log_value()
+
+
+def log_factors(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    params: Mapping[str, Any],
+    first_available_dim: int,
+    given: Mapping[str, int],
+) -> tuple[list[Array], Trace]:
+    """The log joint of ``model`` as log-factors of the enumerated values it is given,
+    its own enumerated sites summed out (the ``plait_log_factors`` hook).
+
+    ``given`` maps the sites whose values arrive enumerated (a guide's, replayed) to their
+    dims; the model enumerates its own sites from ``first_available_dim``, left of them.
+    The elimination keeps the given variables, and the plates they live in: each factor
+    comes back laid out in the model's batch dims (a given variable's values on its dim,
+    a plate on its dim, size 1 elsewhere), with its plates' subsampling scales applied,
+    and the factors sum (broadcast) to the log joint at every joint given value.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import numpyro.distributions as dist
+        >>> from plait import plate, sample
+        >>> from plait.handlers import substitute
+        >>> def model():
+        ...     with plate("data", 3):
+        ...         z = sample("z", dist.Bernoulli(0.3))
+        ...         w = sample("w", dist.Bernoulli(0.2 + 0.5 * z), infer={"enumerate": "parallel"})
+        ...         sample("y", dist.Normal(w, 1.0), obs=jnp.zeros(3))
+        >>> z = jnp.array([0, 1]).reshape(2, 1)  # z enumerated on dim -2, as a guide gives it
+        >>> factors, _ = log_factors(substitute(model, data={"z": z}), (), {}, {}, -3, {"z": -2})
+        >>> [tuple(f.shape) for f in factors]  # by value of z (dim -2) and data point (dim -1)
+        [(2, 3), (2, 3)]
+    """
+    tr, _ = enumerated_trace(model, model_args, model_kwargs, params, first_available_dim, given)
+    try:
+        problem = build_problem(tr, given)
+        contraction, _ = solve(problem, keep=frozenset(given))
+    except PlaitError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise SiteError(
+            None, f"plait.enum.log_factors failed: {error}\nThe trace:\n{format_shapes(tr)}"
+        ) from error
+    dims = {**problem.plate_dims, **given}
+    return [_laid_out(f, dims, problem) for f in contraction.factors], tr
+
+
+def _laid_out(f: Factor, dims: Mapping[str, int], problem: Problem) -> Array:
+    """A result factor in the model's batch dims, times its plates' subsampling scales
+    (the plates it still lives in took no product)."""
+    for axis in f.axes:
+        if axis not in dims:
+            raise SiteError(
+                None,
+                f"plait.enum.log_factors: a factor over {list(f.axes)} keeps '{axis}', "
+                "which has no dim of its own in the model (an enumerated scan's time axis, "
+                "say); only plates and the given variables can be kept.",
+            )
+    placed = sorted(f.axes, key=lambda a: dims[a])
+    array = align(f.array, f.axes, placed)
+    rank = max((-dims[a] for a in placed), default=0)
+    shape = [1] * rank
+    for axis in placed:
+        shape[rank + dims[axis]] = f.sizes[axis]
+    array = jnp.reshape(array, shape)
+    scale = 1.0
+    for p in f.ordinal:
+        scale *= problem.plates[p].scale
+    return array * scale if scale != 1.0 else array

@@ -2,6 +2,8 @@
 
 ``plait_log_density`` runs the model once under ``enum``: enumerated sites are summed out,
 and a run that enumerated nothing is summed plainly (so the model never runs twice).
+``plait_log_factors`` does the same but keeps the variables of values given enumerated
+(a guide's), with their plates.
 ``plait_enumerate`` answers with :class:`plait.enum.enum` and ``plait_infer_discrete``
 with :func:`plait.enum.infer_discrete`.
 """
@@ -37,6 +39,20 @@ def plait_log_density(
     from plait.enum._log_density import maybe_log_density
 
     return maybe_log_density(model, model_args, model_kwargs, params)
+
+
+@hookimpl
+def plait_log_factors(
+    model: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    params: Mapping[str, Any],
+    first_available_dim: int,
+    given: Mapping[str, int],
+) -> tuple[list[Array], Trace]:
+    from plait.enum._log_density import log_factors
+
+    return log_factors(model, model_args, model_kwargs, params, first_available_dim, given)
 
 
 @hookimpl

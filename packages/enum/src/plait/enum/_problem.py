@@ -6,6 +6,7 @@ gathered by their scan instead (``SCAN_RECORD``) and reduced to a chain (``_chai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,8 +43,12 @@ class Problem:
     sites: dict[str, Message] = field(default_factory=dict)
 
 
-def build_problem(trace: Trace) -> Problem:
+def build_problem(trace: Trace, given: Mapping[str, int] | None = None) -> Problem:
     """The sum-product problem of an enumerated trace (see the module docstring).
+
+    ``given`` names dims that values given to the model already carry (a guide's
+    enumerated sites, replayed): site name to its dim. Each becomes a variable of the
+    problem (inside the plates of its site), for the caller to keep.
 
     Example:
         >>> import numpyro.distributions as dist
@@ -60,6 +65,10 @@ def build_problem(trace: Trace) -> Problem:
     """
     problem = Problem()
     problem.plates, problem.plate_dims = plates_of(trace)
+    given_names = {dim: name for name, dim in (given or {}).items()}
+    for name in given or {}:
+        if name in trace:
+            problem.variables[name] = frozenset(f.name for f in trace[name].cond_indep_stack)
     scans: dict[int, tuple[ScanRecord, dict[str, Factor]]] = {}
     for msg in trace.values():
         if msg.type != "sample":
@@ -71,7 +80,8 @@ def build_problem(trace: Trace) -> Problem:
                 problem.scans.append(scans[id(record)])
             _scan_site(msg, record, scans[id(record)][1])
             continue
-        dim_names = msg.stash.get(DIM_NAMES) or {}
+        recorded: dict[int, str] = msg.stash.get(DIM_NAMES) or {}
+        dim_names = {**given_names, **recorded}
         lp = site_log_factor(msg, problem.plates)
         ordinal = frozenset(f.name for f in msg.cond_indep_stack)
         if STACKED in msg.stash and SCAN_SITE not in msg.stash and lp.ndim:

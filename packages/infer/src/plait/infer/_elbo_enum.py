@@ -75,9 +75,9 @@ class TraceEnum_ELBO(ELBO):
     enumerated ``scan``): with an empty guide the loss is exactly ``-log p(x)``. Guide
     sites so marked are enumerated too (``plait.enum.enum``): every cost is weighted by
     the guide probability of the enumerated values it depends on, so their expectation
-    is exact. Guide enumeration inside a plate combines with model enumeration only
-    when the guide's enumerated sites are global; other guide sites must be
-    reparameterisable.
+    is exact. With both, the model's enumerated sites are summed out first for every
+    joint value of the guide's (plate element by plate element where the guide's sites
+    are inside plates), as NumPyro does; other guide sites must be reparameterisable.
 
     Args:
         num_particles: the number of particles averaged.
@@ -87,8 +87,8 @@ class TraceEnum_ELBO(ELBO):
             ``jax.lax.map`` (``False``) or your own ``(fn, keys)`` callable.
 
     Raises:
-        NotImplementedError: a guide site enumerated inside a plate with model sites
-            enumerated too.
+        SiteError: a model site enumerated outside a plate meets a guide site enumerated
+            inside it (their sum does not factor over the plate).
 
     Example:
         >>> import jax
@@ -171,15 +171,8 @@ class TraceEnum_ELBO(ELBO):
         model_enumerated = [n for n in _enumerated(model_trace) if n not in enum_trace]
         if not model_enumerated:
             return _weighted_costs(model_trace, enum_trace, enumerated)
-        local = [n for n in enumerated if enum_trace[n].cond_indep_stack]
-        if local:
-            raise NotImplementedError(
-                f"TraceEnum_ELBO: the guide enumerates {local} inside plates "
-                f"({[f.name for f in enum_trace[local[0]].cond_indep_stack]}) and the model "
-                f"enumerates {model_enumerated}; plait sums model enumeration against guide "
-                "enumeration of global sites only. Enumerate these sites in the model instead "
-                "(leave them out of the guide), or draw them in the guide."
-            )
+        if any(enum_trace[n].cond_indep_stack for n in enumerated):
+            return _local_enumeration(enum_trace, enumerated, model_run, params, args, kwargs)
         return _global_assignments(
             enum_trace, guide_trace, enumerated, guide_run, model, model_seed, params, args, kwargs
         )
@@ -188,6 +181,39 @@ class TraceEnum_ELBO(ELBO):
 def _weighted_costs(model_trace: Trace, guide_trace: Trace, enumerated: list[str]) -> Array:
     """The ELBO when only the guide enumerates: every model and guide log density, each
     weighted by the guide probability of the enumerated values it varies with."""
+    model_costs = [*trace_log_probs(model_trace, sum_log_prob=False).values()]
+    return _expectation(model_costs, guide_trace, enumerated)
+
+
+def _local_enumeration(
+    enum_trace: Trace,
+    enumerated: list[str],
+    model_run: Callable[..., Any],
+    params: Mapping[str, Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Array:
+    """The ELBO when the guide enumerates sites inside plates and the model enumerates
+    sites of its own (NumPyro's contraction of each group of model factors, then the
+    expectation under the guide): the model's log joint comes back as log-factors of the
+    guide's enumerated values (plait-enum sums the model's own enumerated sites out, left
+    of the guide's dims, keeping the plates the guide's values live in), and each factor
+    is weighted by the guide probability of the values it varies with, plate element by
+    plate element."""
+    given = {name: _enum_dim(enum_trace[name]) for name in enumerated}
+    answer = hooks.log_factors(
+        model_run, args, kwargs, params, first_available_dim=min(given.values()) - 1, given=given
+    )
+    if answer is None:
+        raise PlaitError(NO_ENUM_PLUGIN)
+    model_costs, _ = answer
+    return _expectation(model_costs, enum_trace, enumerated)
+
+
+def _expectation(model_costs: list[Array], guide_trace: Trace, enumerated: list[str]) -> Array:
+    """The expectation under the guide's enumerated sites of the model's log-factors
+    minus the guide's log densities: each cost weighted by the guide probability of the
+    enumerated values it varies with (and of those they depend on in the guide)."""
     dims = {name: _enum_dim(guide_trace[name]) for name in enumerated}
     measures = {name: _unscaled_log_prob(guide_trace[name]) for name in enumerated}
     by_dim = {dim: name for name, dim in dims.items()}
@@ -204,7 +230,7 @@ def _weighted_costs(model_trace: Trace, guide_trace: Trace, enumerated: list[str
                 pending.append(more)
         return names
 
-    costs = [*trace_log_probs(model_trace, sum_log_prob=False).values()]
+    costs = list(model_costs)
     costs += [-lp for lp in trace_log_probs(guide_trace, sum_log_prob=False).values()]
     elbo = jnp.array(0.0)
     for cost in costs:

@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpyro.distributions as dist
-from jax import Array
+from jax import Array, random
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import (
     AffineTransform,
@@ -15,12 +15,49 @@ from numpyro.distributions.transforms import (
     LowerCholeskyAffine,
     Transform,
 )
+from numpyro.distributions.util import tri_logabsdet
 
 from plait import param
 from plait.infer._init import InitStrategy, init_to_uniform
 from plait.infer.autoguide._continuous import AutoContinuous
 
 __all__ = ["AutoDiagonalNormal", "AutoLowRankMultivariateNormal", "AutoMultivariateNormal"]
+
+
+class _MultivariateNormal(dist.MultivariateNormal):  # type: ignore[misc]
+    """NumPyro's ``MultivariateNormal`` whose draws keep their standard-Normal noise
+    ``eps`` (the intermediate of ``loc + scale_tril @ eps``): the log density of its own
+    draw is ``Normal(0, 1).log_prob(eps) - log|scale_tril|``, with no triangular solve.
+    Equal to the generic log density (``scale_tril^-1 (value - loc)`` is ``eps``), and its
+    gradient too; a value from elsewhere takes the generic one.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> d = _MultivariateNormal(jnp.zeros(2), scale_tril=jnp.array([[1.0, 0.0], [0.5, 2.0]]))
+        >>> x, intermediates = d.sample_with_intermediates(jax.random.key(0))
+        >>> bool(jnp.allclose(d.log_prob(x, intermediates), d.log_prob(x)))
+        True
+    """
+
+    def sample_with_intermediates(
+        self, key: Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[Array, list[Any]]:
+        eps = random.normal(key, shape=sample_shape + self.batch_shape + self.event_shape)
+        value = self.loc + jnp.squeeze(jnp.matmul(self.scale_tril, eps[..., None]), axis=-1)
+        return value, [eps]
+
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
+        return self.sample_with_intermediates(key, sample_shape)[0]
+
+    def log_prob(self, value: Any, intermediates: list[Any] | None = None) -> Array:
+        if not intermediates:
+            return super().log_prob(value)  # type: ignore[no-any-return]
+        eps = intermediates[0]
+        dim = self.scale_tril.shape[-1]
+        normalize_term = tri_logabsdet(self.scale_tril) + 0.5 * dim * jnp.log(2 * jnp.pi)
+        log_prob: Array = -0.5 * jnp.sum(jnp.square(eps), axis=-1) - normalize_term
+        return log_prob
 
 
 def _check_scale(init_scale: float) -> None:
@@ -143,7 +180,7 @@ class AutoMultivariateNormal(AutoContinuous):
             jnp.identity(self.latent_dim) * self._init_scale,
             constraint=self.scale_tril_constraint,
         )
-        return dist.MultivariateNormal(loc, scale_tril=scale_tril)
+        return _MultivariateNormal(loc, scale_tril=scale_tril)
 
     def get_base_dist(self) -> Any:
         return dist.Normal(jnp.zeros(self.latent_dim), 1).to_event(1)
