@@ -100,6 +100,33 @@ def observe_update(
     return m_new, l_new, log_lik
 
 
+def scalar_step(
+    m: Array, lower: Array, f: Array, c: Array, s: Array, h: Array, d: Array, u: Array,
+    y: Array, observed: Array | None,
+) -> tuple[Array, Array, Array]:
+    """`observe_update` after the prediction, for one state and one observed dim.
+
+    The same arithmetic in scalars (``R⁻ = [F L, S]`` is a pair, ``tria`` the norm of
+    a triple): with no 1x1 matrix products XLA fuses the step into a few loops.
+    """
+    f0, s0, h0, u0, l0 = f[0, 0], s[0, 0], h[0, 0], u[0, 0], lower[0, 0]
+    if observed is not None:
+        h0 = h0 * observed
+        u0 = jnp.where(observed > 0, u0, jnp.ones((), u0.dtype))
+    m_pred = f0 * m[0] + c[0]
+    r1, r2 = f0 * l0, s0
+    hr1, hr2 = h0 * r1, h0 * r2
+    l_s = jnp.sqrt(hr1 * hr1 + hr2 * hr2 + u0 * u0)
+    a1, a2, a_u, w = hr1 / l_s, hr2 / l_s, u0 / l_s, (y[0] - h0 * m_pred - d[0]) / l_s
+    gain_root = r1 * a1 + r2 * a2
+    b1, b2, b_u = r1 - gain_root * a1, r2 - gain_root * a2, gain_root * a_u
+    l_new = jnp.sqrt(b1 * b1 + b2 * b2 + b_u * b_u)
+    log_lik = -0.5 * w * w - jnp.log(jnp.abs(l_s)) - 0.5 * LOG_2PI
+    if observed is not None:
+        log_lik = log_lik * observed
+    return (m_pred + gain_root * w)[None], l_new[None, None], log_lik
+
+
 def sequential_filter(chain: Chain, *, keep: bool) -> tuple[Array, Array | None, Array | None]:
     """The square-root filter of one chain.
 
@@ -109,6 +136,7 @@ def sequential_filter(chain: Chain, *, keep: bool) -> tuple[Array, Array | None,
     steps = (chain.f, chain.c, chain.s, chain.h, chain.d, chain.u)
     xs, at = per_step(steps)
     mask_xs = chain.mask
+    scalar = chain.init_mean.shape[-1] == 1 and chain.y.shape[-1] == 1
 
     def step(
         carry: tuple[Array, Array], inputs: tuple[tuple[Array | None, ...], Array, Array | None]
@@ -116,6 +144,9 @@ def sequential_filter(chain: Chain, *, keep: bool) -> tuple[Array, Array | None,
         m, lower = carry
         step_xs, y, observed = inputs
         f, c, s, h, d, u = at(step_xs)
+        if scalar:
+            m_new, l_new, log_lik = scalar_step(m, lower, f, c, s, h, d, u, y, observed)
+            return (m_new, l_new), (log_lik, m_new if keep else None, l_new if keep else None)
         m_pred = mv(f, m) + c
         # [F L_t, S] is a square root of P⁻; the update's tria triangularises it.
         root = jnp.concatenate([mm(f, lower), s], axis=-1)
