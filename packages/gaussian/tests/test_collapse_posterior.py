@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+import pytest
 
 import plait
 from plait.control_flow import scan
@@ -117,3 +118,51 @@ def test_multivariate_smooth_and_draws(dense_chain: Any) -> None:
         np.abs(flat.mean(0) - ref.mean.reshape(-1)), 5 * sd / np.sqrt(draws)
     )
     np.testing.assert_allclose(np.cov(flat.T), ref.cov, atol=0.1 * sd.max() ** 2)
+
+
+SEEN = np.array([True, False, True, True, False])
+
+
+@pytest.mark.parametrize("how", ["obs_mask", "mask_handler", "dist_mask"])
+def test_predictive_draws_with_missing_observations(dense_chain: Any, how: str) -> None:
+    """FFBS with steps 1 and 4 unobserved: the dense conditional given the observed steps."""
+
+    def masked(y: Any, seen: Any) -> Any:
+        def step(x_prev: Any, inputs: Any) -> Any:
+            y_t, seen_t = inputs
+            x = plait.sample("x", dist.Normal(0.9 * x_prev + 0.1, 0.6))
+            if how == "obs_mask":
+                plait.sample("y", dist.Normal(2.0 * x, 0.5), obs=y_t, obs_mask=seen_t)
+            elif how == "mask_handler":
+                with plait.handlers.mask(mask=seen_t):
+                    plait.sample("y", dist.Normal(2.0 * x, 0.5), obs=y_t)
+            else:
+                plait.sample("y", dist.Normal(2.0 * x, 0.5).mask(seen_t), obs=y_t)
+            return x, None
+
+        scan(step, plait.sample("x_0", dist.Normal(0.5, 1.2)), (y, seen))
+
+    draws = 4000
+    y = np.where(SEEN, Y, 0.0 if how == "obs_mask" else np.nan)
+    out = Predictive(collapse(masked), num_samples=draws)(
+        jax.random.key(2), jnp.asarray(y), jnp.asarray(SEEN)
+    )
+    paths = np.concatenate([np.asarray(out["x_0"])[:, None], np.asarray(out["x"])], axis=1)
+    assert paths.shape == (draws, T + 1) and np.isfinite(paths).all()
+    one = np.ones((T, 1, 1))
+    ref = dense_chain(
+        [0.5], [[1.44]], 0.9 * one, np.full((T, 1), 0.1), 0.36 * one, 2.0 * one,
+        np.zeros((T, 1)), 0.25 * one, Y.reshape(T, 1), SEEN.reshape(T, 1),
+    )  # fmt: skip
+    sd = np.sqrt(np.diag(ref.cov))
+    # The unobserved steps are wider than the observed ones: the mask reached the filter.
+    assert sd[2] > 2 * sd[1] and sd[5] > 2 * sd[4]
+    np.testing.assert_array_less(np.abs(paths.mean(0) - ref.mean[:, 0]), 5 * sd / np.sqrt(draws))
+    np.testing.assert_allclose(np.cov(paths.T), ref.cov, atol=0.1 * sd.max() ** 2)
+    np.testing.assert_allclose(np.asarray(out["y"])[:, SEEN], np.broadcast_to(Y[SEEN], (draws, 3)))
+    if how == "obs_mask":
+        # As in NumPyro, the missing values are drawn too, given the path: y_t ~ N(2 x_t, 0.5).
+        missing = np.asarray(out["y"])[:, ~SEEN]
+        x_missing = paths[:, 1:][:, ~SEEN]
+        np.testing.assert_allclose(missing.mean(0), 2.0 * ref.mean[1:, 0][~SEEN], atol=0.1)
+        np.testing.assert_allclose(np.std(missing - 2.0 * x_missing, axis=0), 0.5, rtol=0.05)

@@ -74,7 +74,8 @@ def cholesky(a: Array) -> Array:
     """Lower Cholesky factor of a symmetric positive-definite matrix (symmetrised first)."""
     if a.shape[-1] == 1:
         return jnp.sqrt(a)
-    factor: Array = jnp.linalg.cholesky(symmetrize(a))
+    # jnp.linalg.cholesky symmetrises its input itself, as symmetrize would.
+    factor: Array = jnp.linalg.cholesky(a)
     return factor
 
 
@@ -99,10 +100,11 @@ def tria(m: Float[Array, "*batch state cols"]) -> Float[Array, "*batch state sta
 def _tria_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
     # L Lᵀ = M Mᵀ, so dL = L Φ(L⁻¹ dΣ L⁻ᵀ) with dΣ = dM Mᵀ + M dMᵀ and Φ the lower
     # triangle with a halved diagonal (the Cholesky derivative, Murray 2016).
-    # L⁻¹ dM Mᵀ L⁻ᵀ = (L⁻¹ dM)(L⁻¹ M)ᵀ: two triangular solves, no Q factor.
+    # L⁻¹ dM Mᵀ L⁻ᵀ = L⁻¹ (dM (L⁻¹ M)ᵀ): two triangular solves, no Q factor; the
+    # tangent's has n columns, not M's (so has its transpose in the backward pass).
     (m,), (dm,) = primals, tangents
     lower = tria(m)
-    half = mm(solve_lower(lower, dm), mt(solve_lower(lower, m)))
+    half = solve_lower(lower, mm(dm, mt(solve_lower(lower, m))))
     x = half + mt(half)
     phi = jnp.tril(x) - 0.5 * jnp.eye(x.shape[-1], dtype=x.dtype) * x
     return lower, mm(lower, phi)
