@@ -177,3 +177,40 @@ def test_split_args_keeps_python_values_static_and_arrays_traced() -> None:
     assert new_kwargs["nested"]["n"] == 7
     assert split_args(args, kwargs)[1] == static
     assert split_args((jnp.ones(3), 5, "mode", np.zeros(2)), kwargs)[1] != static
+
+
+def fixed_supports(lib: Any, y: Any) -> None:
+    mu = lib.sample("mu", dist.Normal(0.0, 5.0))
+    sigma = lib.sample("sigma", dist.HalfNormal(1.0))
+    probs = lib.sample("probs", dist.Dirichlet(jnp.ones(3)))
+    with lib.plate("groups", 2):
+        lib.sample("share", dist.Beta(2.0, 2.0))
+    with lib.plate("data", y.shape[0]):
+        lib.sample("y", dist.Normal(mu + probs[0], sigma), obs=y)
+
+
+def bound_by_a_latent(lib: Any, y: Any) -> None:
+    top = lib.sample("top", dist.Exponential(1.0))
+    low = lib.sample("low", dist.Uniform(0.0, top))  # its support depends on `top`
+    with lib.plate("data", y.shape[0]):
+        lib.sample("y", dist.Normal(low, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("make", [fixed_supports, bound_by_a_latent])
+def test_the_samplers_postprocess_equals_numpyros_constrain_fn(make: Any) -> None:
+    """Fixed supports are constrained by their transforms alone (no replay of the
+    model), a support bounded by a latent by replaying the model: both as NumPyro's."""
+    from functools import partial
+
+    from plait.infer import NUTS
+
+    kernel = NUTS(partial(make, plait))
+    kernel.prepare(jax.random.key(0), (Y,), {})
+    shapes = kernel._require_prepared().spec.shapes
+    keys = jax.random.split(jax.random.key(1), len(shapes))
+    z = {name: jax.random.normal(k, shapes[name]) for k, name in zip(keys, shapes, strict=True)}
+    ours = jax.jit(kernel.postprocess_fn((Y,), {}))(z)
+    theirs = np_constrain_fn(partial(make, numpyro), (Y,), {}, z)
+    assert set(ours) == set(theirs)
+    for k in theirs:
+        np.testing.assert_allclose(ours[k], theirs[k], rtol=1e-6)

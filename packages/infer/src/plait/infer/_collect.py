@@ -99,6 +99,7 @@ class Programs:
     postprocess: Callable[..., Any]
     length: int
     rows: int
+    compiled_ahead: bool = False
 
 
 def build_programs(

@@ -227,7 +227,7 @@ def prepare_model(
         _digest(spec.params),
     )
     return PreparedModel(
-        model, spec, make_potential(model, spec), make_postprocess(model, spec), key, tr
+        model, spec, make_potential(model, spec), make_postprocess(model, spec, tr), key, tr
     )
 
 

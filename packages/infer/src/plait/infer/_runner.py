@@ -3,6 +3,8 @@ and the chunked loop over warm-up and sampling steps (``MCMC`` holds one runner)
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +100,7 @@ class ChainRunner:
         init_params = self._chain_init_params(init_params)
         programs, dynamic = self.get_programs(plan, length, prepared)
         try:
+            ahead = self._compile_chunk_ahead(programs, keys, init_params, dynamic)
             state = self._call_init(programs, keys, init_params, dynamic)
         except CONCRETE_VALUE_ERRORS:
             if self.jit_model_args:
@@ -105,9 +108,48 @@ class ChainRunner:
             # The model reads concrete values from its arguments: hold them as constants.
             self._constant_signatures.add(self._signature[0])
             programs, dynamic = self.get_programs(plan, length, prepared)
+            ahead = self._compile_chunk_ahead(programs, keys, init_params, dynamic)
             state = self._call_init(programs, keys, init_params, dynamic)
-        state = kernel.check_init(jax.device_get(gathered(state)), self._args, self._kwargs)
+        try:
+            state = kernel.check_init(jax.device_get(gathered(state)), self._args, self._kwargs)
+        finally:
+            if ahead is not None:
+                ahead.join()
         return state, programs, dynamic
+
+    def _compile_chunk_ahead(
+        self, programs: Programs, keys: Array, init_params: Any, dynamic: tuple[Any, ...]
+    ) -> threading.Thread | None:
+        """Compile the chunk program in a thread while the initial states are compiled
+        and computed (XLA compiles without the GIL): the two largest compilations of a
+        first run overlap. The chunk is lowered for the state ``init`` returns (as the
+        host arrays :meth:`init` passes on), so its first call finds it compiled.
+
+        Only the first run of a program compiles it; with the chains in turn, over a
+        mesh, or for an ensemble kernel, the chunk compiles when first called."""
+        if (
+            programs.compiled_ahead
+            or self.mesh is not None
+            or self.chain_method == "sequential"
+            or self.kernel.is_ensemble_kernel
+        ):
+            return None
+        programs.compiled_ahead = True
+        shapes = programs.init.trace(keys, init_params, dynamic).out_info  # type: ignore[attr-defined]
+        state = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),  # type: ignore[no-untyped-call,unused-ignore]
+            shapes,
+        )
+        lowered = programs.chunk.lower(state, jnp.asarray(programs.length), dynamic)  # type: ignore[attr-defined]
+
+        def compile_chunk() -> None:
+            # A failure here is raised again by the chunk's first call, which compiles it.
+            with contextlib.suppress(Exception):
+                lowered.compile()
+
+        thread = threading.Thread(target=compile_chunk, name="plait-compile-chunk", daemon=True)
+        thread.start()
+        return thread
 
     def _call_init(
         self, programs: Programs, keys: Array, init_params: Any, dynamic: tuple[Any, ...]

@@ -19,12 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax, random
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions import constraints
 
 from plait import Message, Messenger, Trace
 from plait.errors import PlaitError, SiteError
 from plait.handlers import seed, substitute, trace
 from plait.infer._init import InitStrategy, init_to_uniform
 from plait.infer._log_density import (
+    is_real_support,
     log_density,
     potential_energy,
     site_log_prob,
@@ -182,7 +184,7 @@ def make_potential(
 
 
 def make_postprocess(
-    model: Callable[..., Any], spec: ModelSpec
+    model: Callable[..., Any], spec: ModelSpec, prototype: Trace | None = None
 ) -> Callable[[Mapping[str, Any], tuple[Any, ...], Mapping[str, Any]], dict[str, Array]]:
     """``postprocess(z, args, kwargs)``: constrained latents and deterministic sites.
 
@@ -191,7 +193,27 @@ def make_postprocess(
     site that depends on one carries that dim, as NumPyro's ``get_samples`` gives it.
     Draw enumerated sites from their posterior with ``Predictive(...,
     infer_discrete=True)``.
+
+    Given the model's ``prototype`` trace, a model whose latents are all plain sample
+    sites whose supports are numpyro's fixed constraints (no deterministic, enumerated,
+    param or control-flow site, no support with bounds of its own, which might come from
+    a latent or the data) is not run again: each latent is mapped by its
+    ``biject_to(support)``, the transform a replay would apply, to the same values.
     """
+    transforms = _fixed_transforms(spec, prototype) if prototype is not None else None
+    if transforms is not None:
+        found = transforms
+
+        def constrain(
+            z: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        ) -> dict[str, Array]:
+            return {
+                name: z[name] if found[name] is None else found[name](z[name])
+                for name in spec.names
+            }
+
+        return constrain
+
     prepared = _default_prng_key(substitute(model, data=spec.params) if spec.params else model)
     keep = spec.names + spec.deterministic
 
@@ -206,6 +228,35 @@ def make_postprocess(
         return {name: tr[name].value for name in keep if name in tr}
 
     return postprocess
+
+
+def _is_fixed_constraint(support: Any) -> bool:
+    """Whether ``support`` is one of ``numpyro.distributions.constraints``' own instances
+    (``positive``, ``simplex``, ...), or a product of one: a support with bounds of its
+    own (``interval(low, high)``) may take them from a latent or the data."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return any(support is value for value in vars(constraints).values())
+
+
+def _fixed_transforms(spec: ModelSpec, prototype: Trace) -> dict[str, Any] | None:
+    """Each latent's ``biject_to(support)`` (``None`` for a real support, which
+    :class:`~plait.infer._log_density.unconstrained` passes as is) when constraining
+    needs no replay of the model (see :func:`make_postprocess`); else ``None``."""
+    if spec.enumerated or spec.deterministic or spec.params:
+        return None
+    if any(site.type not in ("sample", "plate") for site in prototype.values()):
+        return None
+    transforms: dict[str, Any] = {}
+    for name in spec.names:
+        site = prototype.get(name)
+        if site is None or site.type != "sample":
+            return None
+        support = site.fn.support
+        if not _is_fixed_constraint(support):
+            return None
+        transforms[name] = None if is_real_support(support) else site_transform(site)
+    return transforms
 
 
 def _uniform_radius(init_strategy: InitStrategy) -> float | None:
