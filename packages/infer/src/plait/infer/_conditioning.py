@@ -19,12 +19,15 @@ from jax import Array
 from plait import Trace
 from plait.handlers import condition
 from plait.infer._hmc_kernel import HMC
+from plait.infer._init import init_to_sample
+from plait.infer._util import prototype_trace
 
 __all__ = [
     "GIBBS_SITES_KWARG",
     "conditioned",
     "conditioned_postprocess",
     "discrete_latent_sites",
+    "init_conditioned",
     "restart_inner",
     "support_sizes",
     "with_conditioning",
@@ -65,6 +68,35 @@ def with_conditioning(model_kwargs: dict[str, Any] | None, values: Values) -> di
     out = dict(model_kwargs or {})
     out[GIBBS_SITES_KWARG] = {**out.get(GIBBS_SITES_KWARG, {}), **values}
     return out
+
+
+def init_conditioned(
+    model: Callable[..., Any],
+    inner_kernel: Any,
+    sites: Sequence[str],
+    keys: tuple[Array, Array],
+    num_warmup: int,
+    init_params: Any,
+    model_args: tuple[Any, ...],
+    model_kwargs: dict[str, Any],
+) -> tuple[Values, Any]:
+    """The Gibbs ``sites``' first values and the inner kernel's initial state.
+
+    A Gibbs site takes its value from ``init_params`` where given, else from a draw of the
+    prior (``keys[0]``); the inner kernel is initialised (``keys[1]``) on the rest of
+    ``init_params`` with the model conditioned on those values.
+    """
+    key_trace, key_inner = keys
+    params = dict(init_params or {})
+    tr = prototype_trace(key_trace, conditioned(model), init_to_sample, model_args, model_kwargs)
+    values = {
+        name: jnp.asarray(params.pop(name)) if name in params else jnp.asarray(tr[name].value)
+        for name in sites
+    }
+    inner_state = inner_kernel.init(
+        key_inner, num_warmup, params or None, model_args, with_conditioning(model_kwargs, values)
+    )
+    return values, inner_state
 
 
 def conditioned_postprocess(

@@ -227,7 +227,25 @@ class EnsembleSampler(ModelKernel[EnsembleSamplerState]):
         return EnsembleSamplerState(unravel(flat), inner, rng_key, log_density)
 
 
-class AIES(EnsembleSampler):
+class _KeyedEnsemble(EnsembleSampler):
+    """AIES and ESS: the inner state is a NamedTuple with the ``rng_key`` every draw comes
+    from, and :meth:`_update` (which carries the walkers' log densities) does the work."""
+
+    def _fresh_inner(self, inner_state: Any, rng_key: Array) -> Any:
+        return inner_state._replace(rng_key=rng_key)
+
+    def update_active_chains(
+        self, active: Array, inactive: Array, inner_state: Any
+    ) -> tuple[Array, Any]:
+        assert self._batch_log_density is not None, "call sample (or init) first"
+        fn = self._batch_log_density
+        new, _, inner_state = self._update(
+            active, fn(active), inactive, inner_state, lambda x: fn(x[None])[0]
+        )
+        return new, inner_state
+
+
+class AIES(_KeyedEnsemble):
     """Affine-invariant ensemble sampling (emcee's moves; NumPyro's ``AIES``):
     gradient-free Metropolis-Hastings whose proposals come from the other walkers.
 
@@ -281,19 +299,6 @@ class AIES(EnsembleSampler):
         zero = jnp.zeros((), jnp.result_type(float))
         return AIESState(zero, zero, zero, rng_key)
 
-    def _fresh_inner(self, inner_state: AIESState, rng_key: Array) -> AIESState:
-        return inner_state._replace(rng_key=rng_key)
-
-    def update_active_chains(
-        self, active: Array, inactive: Array, inner_state: AIESState
-    ) -> tuple[Array, AIESState]:
-        assert self._batch_log_density is not None, "call sample (or init) first"
-        fn = self._batch_log_density
-        new, _, inner_state = self._update(
-            active, fn(active), inactive, inner_state, lambda x: fn(x[None])[0]
-        )
-        return new, inner_state
-
     def _update(
         self,
         active: Array,
@@ -317,7 +322,7 @@ class AIES(EnsembleSampler):
         return f"acc. prob={float(state.inner_state.mean_accept_prob):.2f}"
 
 
-class ESS(EnsembleSampler):
+class ESS(_KeyedEnsemble):
     """Ensemble slice sampling (Karamanis & Beutler 2021; NumPyro's ``ESS``):
     gradient-free slice sampling along directions drawn from the other walkers
     (BlackJAX's slice kernel: stepping out, then shrinkage).
@@ -392,19 +397,6 @@ class ESS(EnsembleSampler):
         zero = jnp.zeros((), jnp.int32)
         mu = jnp.asarray(self._init_mu, jnp.result_type(float))
         return ESSState(jnp.zeros((), jnp.result_type(float)), zero, zero, mu, rng_key)
-
-    def _fresh_inner(self, inner_state: ESSState, rng_key: Array) -> ESSState:
-        return inner_state._replace(rng_key=rng_key)
-
-    def update_active_chains(
-        self, active: Array, inactive: Array, inner_state: ESSState
-    ) -> tuple[Array, ESSState]:
-        assert self._batch_log_density is not None, "call sample (or init) first"
-        fn = self._batch_log_density
-        new, _, inner_state = self._update(
-            active, fn(active), inactive, inner_state, lambda x: fn(x[None])[0]
-        )
-        return new, inner_state
 
     def _update(
         self,

@@ -23,6 +23,7 @@ from plait.infer._conditioning import (
     conditioned,
     conditioned_postprocess,
     discrete_latent_sites,
+    init_conditioned,
     restart_inner,
     support_sizes,
     with_conditioning,
@@ -165,20 +166,15 @@ class _WithinGibbs(MCMCKernel[HMCGibbsState]):
         model_kwargs: dict[str, Any],
     ) -> HMCGibbsState:
         key, key_trace, key_block, key_hmc = random.split(rng_key, 4)
-        params = dict(init_params or {})
-        tr = prototype_trace(
-            key_trace, conditioned(self._model), init_to_sample, model_args, model_kwargs
-        )
-        z_gibbs = {
-            name: jnp.asarray(params.pop(name)) if name in params else jnp.asarray(tr[name].value)
-            for name in self._sites
-        }
-        hmc_state = self.inner_kernel.init(
-            key_hmc,
+        z_gibbs, hmc_state = init_conditioned(
+            self._model,
+            self.inner_kernel,
+            self._sites,
+            (key_trace, key_hmc),
             num_warmup,
-            params or None,
+            init_params,
             model_args,
-            with_conditioning(model_kwargs, z_gibbs),
+            model_kwargs,
         )
         block = self._init_block(key_block, z_gibbs, hmc_state)
         return HMCGibbsState({**block.z, **hmc_state.z}, (block, hmc_state), key)

@@ -21,6 +21,7 @@ from plait.infer._conditioning import (
     conditioned,
     conditioned_postprocess,
     discrete_latent_sites,
+    init_conditioned,
     restart_inner,
     support_sizes,
     with_conditioning,
@@ -169,20 +170,15 @@ class MixedHMC(MCMCKernel[MixedHMCState]):
     ) -> MixedHMCState:
         self._num_warmup = num_warmup
         key, key_trace, key_hmc = random.split(rng_key, 3)
-        params = dict(init_params or {})
-        tr = prototype_trace(
-            key_trace, conditioned(self._model), init_to_sample, model_args, model_kwargs
-        )
-        z_discrete = {
-            name: jnp.asarray(params.pop(name)) if name in params else jnp.asarray(tr[name].value)
-            for name in self._sites
-        }
-        hmc_state = self.inner_kernel.init(
-            key_hmc,
+        z_discrete, hmc_state = init_conditioned(
+            self._model,
+            self.inner_kernel,
+            self._sites,
+            (key_trace, key_hmc),
             num_warmup,
-            params or None,
+            init_params,
             model_args,
-            with_conditioning(model_kwargs, z_discrete),
+            model_kwargs,
         )
         accept = jnp.zeros((), hmc_state.accept_prob.dtype)
         return MixedHMCState({**z_discrete, **hmc_state.z}, hmc_state, key, accept)
